@@ -1,0 +1,3 @@
+"""Routes of the agent app (API under api/, pages at the root)."""
+
+urlpatterns = []

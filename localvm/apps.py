@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LocalvmConfig(AppConfig):
+    name = "localvm"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,106 @@
+"""Every error leaves the API as JSON with a `detail`, never as an HTML page."""
+
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from rest_framework import status
+from rest_framework.exceptions import APIException
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+log = logging.getLogger(__name__)
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
+
+
+class Unprocessable(APIException):
+    """The request is well formed but cannot be carried out (no capacity, engine missing...)."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = "The request cannot be carried out."
+    default_code = "unprocessable"
+
+
+class NotImplementedYet(APIException):
+    status_code = status.HTTP_501_NOT_IMPLEMENTED
+    default_detail = "Not implemented."
+    default_code = "not_implemented"
+
+
+class BadGateway(APIException):
+    """A host agent or an upstream service answered badly or not at all."""
+
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_detail = "An upstream service failed."
+    default_code = "bad_gateway"
+
+
+def _flatten(data, prefix=""):
+    """Turn DRF's nested error dicts/lists into 'field: message' strings."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            name = key if key in ("non_field_errors", "detail") else f"{prefix}{key}"
+            yield from _flatten(value, "" if key in ("non_field_errors", "detail") else f"{name}.")
+    elif isinstance(data, list):
+        if all(not isinstance(item, (dict, list)) for item in data):
+            label = prefix.rstrip(".")
+            for item in data:
+                yield f"{label}: {item}" if label else str(item)
+        else:
+            for index, item in enumerate(data):
+                yield from _flatten(item, f"{prefix}{index}.")
+    else:
+        label = prefix.rstrip(".")
+        yield f"{label}: {data}" if label else str(data)
+
+
+def json_exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        exc_data = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        return Response({"detail": "; ".join(_flatten(exc_data)), "errors": exc_data}, status=400)
+    response = exception_handler(exc, context)
+    if response is None:
+        log.exception("unhandled error in %s", context.get("view"), exc_info=exc)
+        return Response({"detail": f"Internal error: {type(exc).__name__}: {exc}"}, status=500)
+    data = response.data
+    if isinstance(data, dict) and set(data) == {"detail"}:
+        return response
+    response.data = {"detail": "; ".join(_flatten(data)) or "Invalid request.", "errors": data}
+    return response
+
+
+def _json_handler(status_code, default):
+    def handler(request, exception=None, *args, **kwargs):
+        detail = default
+        if exception is not None and status_code != 500 and str(exception):
+            text = str(exception)
+            # Django's resolver404 carries a dict; keep the message short and readable.
+            if not text.startswith("{"):
+                detail = text
+        if status_code == 404:
+            detail = f"Not found: {request.path}"
+        return JsonResponse({"detail": detail}, status=status_code)
+
+    return handler
+
+
+bad_request = _json_handler(400, "Bad request.")
+permission_denied = _json_handler(403, "Permission denied.")
+page_not_found = _json_handler(404, "Not found.")
+server_error = _json_handler(500, "Internal server error.")
+
+__all__ = [
+    "BadGateway",
+    "Conflict",
+    "Http404",
+    "NotImplementedYet",
+    "PermissionDenied",
+    "Unprocessable",
+    "json_exception_handler",
+]

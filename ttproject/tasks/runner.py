@@ -1,0 +1,179 @@
+"""Run Tasks: submit one, let a django-q2 worker execute it, record every change.
+
+State moves only by conditional UPDATE (Pulp's pattern): `pending -> running` is a claim that only one
+worker wins, and `running -> completed|failed` happens once. A job that is handed out twice therefore
+runs once; a job found `running` after its worker died is handed back by `requeue_orphans()`.
+"""
+
+import logging
+import os
+import socket
+import traceback
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+from .models import Task, TaskStatus
+from .notify import task_changed
+from .registry import JOBS
+
+log = logging.getLogger(__name__)
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class TaskFailed(Exception):
+    """Raised by a job to fail its task with a clear message (and optional result/stderr)."""
+
+    def __init__(self, message: str, *, result: Any = None, stderr: str | None = None,
+                 exit_code: int | None = None):
+        super().__init__(message)
+        self.result, self.stderr, self.exit_code = result, stderr, exit_code
+
+
+def submit(action: str, *, target: str = "", owner: str = "", params: dict | None = None) -> Task:
+    """Save a pending Task and hand it to the worker once the surrounding transaction commits."""
+    if action not in JOBS:
+        raise KeyError(f"no job registered for action {action!r}")
+    task = Task.objects.create(action=action, target=target, owner=owner, params=params or {})
+    transaction.on_commit(lambda: enqueue(task.id))
+    return task
+
+
+def enqueue(task_id: str):
+    from django_q.tasks import async_task
+
+    async_task("ttproject.tasks.runner.execute", task_id, task_name=f"task-{task_id}", group="ttstack")
+
+
+class TaskContext:
+    """What a job gets: its Task row and ways to report progress on it."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self.id = task.id
+        self.params = task.params
+
+    def _update(self, **fields) -> bool:
+        fields.setdefault("updated_at", timezone.now())
+        changed = Task.objects.filter(pk=self.id, status=TaskStatus.RUNNING).update(
+            version=F("version") + 1, **fields
+        )
+        if changed:
+            task_changed(self.id)
+        return bool(changed)
+
+    def log(self, line: str):
+        line = line.rstrip("\n")
+        self._update(logs=Concat(F("logs"), Value(line + "\n")))
+
+    def stderr(self, text: str):
+        if text:
+            from django.db.models.functions import Coalesce
+
+            self._update(stderr=Concat(Coalesce(F("stderr"), Value("")), Value(text)))
+
+    def set(self, **fields):
+        """Record command / exit_code / result while running."""
+        self._update(**fields)
+
+    def refresh(self) -> Task:
+        self.task.refresh_from_db()
+        return self.task
+
+
+def _finish(task_id: str, status: str, **fields) -> bool:
+    now = timezone.now()
+    done = Task.objects.filter(pk=task_id, status=TaskStatus.RUNNING).update(
+        status=status, finished_at=now, updated_at=now, version=F("version") + 1, **fields
+    )
+    if done:
+        task_changed(task_id)
+    return bool(done)
+
+
+def claim(task_id: str) -> bool:
+    now = timezone.now()
+    claimed = Task.objects.filter(pk=task_id, status=TaskStatus.PENDING).update(
+        status=TaskStatus.RUNNING, started_at=now, updated_at=now, claimed_by=WORKER_ID,
+        version=F("version") + 1, attempts=F("attempts") + 1,
+    )
+    if claimed:
+        task_changed(task_id)
+    return bool(claimed)
+
+
+def execute(task_id: str) -> str:
+    """The django-q2 entry point. Safe to call twice: the second call finds nothing to claim."""
+    if not claim(task_id):
+        return "already claimed"
+    task = Task.objects.get(pk=task_id)
+    fn = JOBS.get(task.action)
+    if fn is None:
+        _finish(task_id, TaskStatus.FAILED, error=f"no job registered for action {task.action!r}")
+        return "failed"
+    try:
+        result = fn(TaskContext(task))
+    except TaskFailed as exc:
+        extra = {"stderr": exc.stderr} if exc.stderr is not None else {}
+        if exc.exit_code is not None:
+            extra["exit_code"] = exc.exit_code
+        _finish(task_id, TaskStatus.FAILED, error=str(exc), result=exc.result, **extra)
+        return "failed"
+    except Exception as exc:  # the job's bug or an unexpected failure: the task says so
+        log.exception("task %s (%s) failed", task_id, task.action)
+        _finish(task_id, TaskStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
+                stderr=traceback.format_exc())
+        return "failed"
+    _finish(task_id, TaskStatus.COMPLETED, result=result)
+    return "completed"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def requeue_orphans() -> list[str]:
+    """Hand back tasks whose worker on this host died while running them (crash, SIGKILL, restart).
+
+    Jobs are written to be safe to run again, so a half-done job is finished or rolled back by its
+    second run. Tasks claimed on other hosts are left alone: their workers may still be alive.
+    """
+    host = socket.gethostname()
+    requeued = []
+    for task in Task.objects.filter(status=TaskStatus.RUNNING, claimed_by__startswith=f"{host}:"):
+        pid = task.claimed_by.rsplit(":", 1)[-1]
+        if pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        if Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, claimed_by=task.claimed_by).update(
+            status=TaskStatus.PENDING, claimed_by="", version=F("version") + 1, updated_at=timezone.now()
+        ):
+            Task.objects.filter(pk=task.pk).update(
+                logs=Concat(F("logs"), Value("worker lost; task handed to another worker\n"))
+            )
+            enqueue(task.pk)
+            requeued.append(task.pk)
+    for task_id in Task.objects.filter(status=TaskStatus.PENDING).values_list("pk", flat=True):
+        if task_id not in requeued and not _queued(task_id):
+            enqueue(task_id)
+            requeued.append(task_id)
+    return requeued
+
+
+def _queued(task_id: str) -> bool:
+    """Whether the broker still holds a message for this task (only knowable for the ORM broker)."""
+    from django.conf import settings
+
+    if "orm" not in settings.Q_CLUSTER:
+        return True  # Redis broker: messages survive restarts there
+    from django_q.models import OrmQ
+
+    return any(task_id in str(item.task().get("args", ())) for item in OrmQ.objects.all())
