@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from functools import cache
@@ -21,10 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-# Before Django reads its settings: keep the suite's files out of the user's ~/.ttstack.
-os.environ.setdefault("TTSTACK_DATA_DIR", tempfile.mkdtemp(prefix="ttstack-test-"))
-os.environ.setdefault("TTSTACK_TOKEN_DIR", os.path.join(os.environ["TTSTACK_DATA_DIR"], "tartvm-manager"))
 
 CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(__file__).resolve().parent.parent

@@ -133,7 +133,8 @@ else:
 # idempotent anyway (they claim their Task row with a conditional UPDATE).
 _Q_TIMEOUT = int(os.environ.get("TTSTACK_TASK_TIMEOUT", "3700" if ROLE == "localvm" else "900"))
 Q_CLUSTER = {
-    "name": f"ttstack-{ROLE}",
+    # Workers of one deployment share a queue name; TTSTACK_QUEUE_NAME separates deployments on one Redis.
+    "name": os.environ.get("TTSTACK_QUEUE_NAME", f"ttstack-{ROLE}"),
     "workers": int(os.environ.get("TTSTACK_WORKERS", "4")),
     "timeout": _Q_TIMEOUT,
     "retry": _Q_TIMEOUT + 120,

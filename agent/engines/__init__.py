@@ -1,0 +1,128 @@
+"""Engine registry: name -> engine instance, with cached probes.
+
+Engines live in `agent.engines.<name>` and subclass `agent.engines.base.Engine` with `name = "<name>"`.
+A module that does not exist yet (firecracker, bhyve, jail until they land) makes the engine unavailable
+with a clear reason instead of failing the agent. Probe results are cached; a failed probe is retried after
+PROBE_RETRY seconds so an engine that comes up later (dockerd started) is noticed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import threading
+import time
+
+from agent import conf
+from agent.engines.base import Engine, EngineUnavailable
+
+log = logging.getLogger(__name__)
+
+PROBE_RETRY = 30.0
+
+_lock = threading.RLock()
+_instances: dict[str, Engine] = {}
+_probes: dict[str, tuple[bool, str, float]] = {}
+
+
+def _construct(cls: type[Engine], name: str) -> Engine:
+    """Instantiate with the keyword arguments the engine's constructor accepts."""
+    options = {"host_id": conf.host_id()}
+    if name == "qemu":
+        options.update(uri=conf.libvirt_uri(), accel=conf.qemu_accel())
+    elif name == "docker":
+        options.update(base_url=conf.docker_url())
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        kwargs = options
+    else:
+        kwargs = {k: v for k, v in options.items() if k in params}
+    engine = cls(**kwargs)
+    if not getattr(engine, "host_id", None):
+        engine.host_id = conf.host_id()  # so list_guests finds only this agent's guests
+    return engine
+
+
+def _load(name: str) -> Engine:
+    try:
+        module = importlib.import_module(f"agent.engines.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"agent.engines.{name}":
+            raise EngineUnavailable(f"the {name} engine is not implemented in this agent") from exc
+        raise EngineUnavailable(f"the {name} engine cannot be loaded: {exc}") from exc
+    except ImportError as exc:
+        raise EngineUnavailable(f"the {name} engine cannot be loaded: {exc}") from exc
+    for obj in vars(module).values():
+        if inspect.isclass(obj) and issubclass(obj, Engine) and not inspect.isabstract(obj) and obj.name == name:
+            return _construct(obj, name)
+    raise EngineUnavailable(f"agent.engines.{name} defines no Engine with name {name!r}")
+
+
+def get(name: str) -> Engine:
+    """The engine instance (loaded once); raises EngineUnavailable if it cannot even be loaded."""
+    if name not in conf.ENGINE_NAMES:
+        raise KeyError(name)
+    with _lock:
+        if name not in _instances:
+            _instances[name] = _load(name)
+        return _instances[name]
+
+
+def probe(name: str) -> tuple[bool, str]:
+    """(available, why not), cached."""
+    if name not in conf.enabled_engines():
+        return False, f"the {name} engine is disabled on this agent (TTSTACK_ENGINES)"
+    with _lock:
+        cached = _probes.get(name)
+        if cached and (cached[0] or time.monotonic() - cached[2] < PROBE_RETRY):
+            return cached[0], cached[1]
+        try:
+            ok, why = get(name).probe()
+        except EngineUnavailable as exc:
+            ok, why = False, str(exc)
+        except Exception as exc:  # a probe must never take the agent down
+            log.exception("probing engine %s failed", name)
+            ok, why = False, f"probe failed: {type(exc).__name__}: {exc}"
+        if not ok and not why:
+            why = "probe failed"
+        _probes[name] = (ok, why, time.monotonic())
+        return ok, why
+
+
+def available(name: str) -> Engine:
+    """The engine if it works on this host, else EngineUnavailable naming it and the reason."""
+    ok, why = probe(name)
+    if not ok:
+        raise EngineUnavailable(f"engine {name} is not available on this host: {why}")
+    return get(name)
+
+
+def status() -> tuple[list[str], dict[str, str]]:
+    """(available engine names, {unavailable name: reason})."""
+    ok_names, missing = [], {}
+    for name in conf.ENGINE_NAMES:
+        ok, why = probe(name)
+        if ok:
+            ok_names.append(name)
+        else:
+            missing[name] = why
+    return ok_names, missing
+
+
+def is_vm_engine(name: str) -> bool:
+    return name in conf.VM_ENGINES
+
+
+def reset() -> None:
+    """Forget instances and probes (tests, settings changes)."""
+    with _lock:
+        for engine in _instances.values():
+            close = getattr(engine, "close", None)
+            if close:
+                try:
+                    close()
+                except Exception:  # noqa: S110 - best effort on reset
+                    pass
+        _instances.clear()
+        _probes.clear()

@@ -1,0 +1,304 @@
+"""The docker engine: one container per VM, through the docker SDK.
+
+- Name ``spec.name`` (``tt-<host id[:8]>-<vm id>``) and labels ``ttstack.host_id`` / ``ttstack.vm_id``:
+  two agents sharing one daemon each see only their own containers.
+- ``nano_cpus`` and ``mem_limit`` from the spec; restart policy none; ports published as TCP on
+  ``spec.publish_addr``.
+- deny_outgoing: iptables rules in the container's network namespace (``nsenter -t PID -n``): loopback and
+  ESTABLISHED/RELATED traffic pass, every other packet the container sends (new connections, UDP, ICMP) is
+  dropped, so published ports still answer. The rules are applied right after each start (the namespace is
+  new each time); the workload runs for a few milliseconds before them. ip6tables gets the same rules when
+  the namespace has IPv6. The agent must run as root for this (it does, to drive docker and libvirt).
+- SSH keys: written to ``/root/.ssh/authorized_keys`` in the container before it starts (through the archive
+  API, no shell needed). Whether anything reads them depends on the image (ttstack/tiny has no sshd).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+import subprocess
+import tarfile
+import threading
+import time
+
+from agent.engines.base import MISSING, RUNNING, STOPPED, Engine, EngineError, GuestSpec, Image
+
+log = logging.getLogger(__name__)
+
+LABEL_HOST = "ttstack.host_id"
+LABEL_VM = "ttstack.vm_id"
+RUNNING_STATES = {"running", "restarting"}
+
+
+class DockerEngine(Engine):
+    name = "docker"
+    is_vm = False
+
+    def __init__(self, base_url: str | None = None, host_id: str = "", timeout: int = 60):
+        self.base_url = base_url
+        self.host_id = host_id
+        self.timeout = timeout
+        self._client = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------------ client
+
+    def client(self):
+        import docker
+
+        with self._lock:
+            if self._client is None:
+                try:
+                    if self.base_url:
+                        self._client = docker.DockerClient(base_url=self.base_url, timeout=self.timeout)
+                    else:
+                        self._client = docker.from_env(timeout=self.timeout)
+                except docker.errors.DockerException as exc:
+                    raise EngineError(f"cannot connect to docker: {exc}") from exc
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _container(self, spec_or_name):
+        import docker
+
+        name = spec_or_name.name if isinstance(spec_or_name, GuestSpec) else spec_or_name
+        try:
+            container = self.client().containers.get(name)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"docker: {exc}") from exc
+        labels = container.labels or {}
+        if self.host_id and labels.get(LABEL_HOST) != self.host_id:
+            return None  # same name, another agent's (or nobody's) container: never touch it
+        return container
+
+    # --------------------------------------------------------------------------------------- interface
+
+    def probe(self) -> tuple[bool, str]:
+        import docker
+
+        try:
+            self.client().ping()
+        except (docker.errors.DockerException, EngineError) as exc:
+            self.close()
+            return False, f"docker daemon not reachable: {exc}"
+        except Exception as exc:  # requests' connection errors
+            self.close()
+            return False, f"docker daemon not reachable: {exc}"
+        if not shutil.which("nsenter") or not shutil.which("iptables"):
+            log.warning("docker: nsenter/iptables missing, deny_outgoing will fail")
+        return True, ""
+
+    def create(self, spec: GuestSpec) -> None:
+        import docker
+
+        if spec.image.engine_kind != "docker":
+            raise EngineError(f"image {spec.image.name} is not a docker image")
+        existing = self._container(spec)
+        if existing is not None:  # a retried create: start over from a clean container
+            self._remove(existing)
+        ports = {f"{guest}/tcp": (spec.publish_addr, host) for guest, host in spec.port_map.items()}
+        labels = {LABEL_HOST: spec.host_id, LABEL_VM: spec.vm_id}
+        try:
+            container = self.client().containers.create(
+                spec.image.extra.get("ref", spec.image.name),
+                name=spec.name,
+                hostname=_docker_hostname(spec.hostname or spec.vm_id),
+                labels=labels,
+                nano_cpus=int(spec.cpu * 1_000_000_000),
+                mem_limit=f"{int(spec.mem)}m",
+                ports=ports,
+                restart_policy={"Name": "no"},
+                detach=True,
+            )
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"docker could not create {spec.name}: {_explain(exc)}") from exc
+        if spec.ssh_keys:
+            self._put_ssh_keys(container, spec.ssh_keys)
+        self._start(container, spec)
+
+    def start(self, spec: GuestSpec) -> None:
+        container = self._container(spec)
+        if container is None:
+            raise EngineError(f"container {spec.name} does not exist")
+        self._start(container, spec)
+
+    def _start(self, container, spec: GuestSpec) -> None:
+        import docker
+
+        try:
+            container.reload()
+            if container.status not in RUNNING_STATES:
+                container.start()
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"docker could not start {spec.name}: {_explain(exc)}") from exc
+        if spec.deny_outgoing:
+            self._deny_outgoing(container, spec)
+
+    def stop(self, spec: GuestSpec, timeout: float = 30) -> None:
+        import docker
+
+        container = self._container(spec)
+        if container is None:
+            return
+        try:
+            # docker sends the stop signal, then SIGKILL after `timeout`.
+            container.stop(timeout=max(0, int(timeout)))
+        except docker.errors.NotFound:
+            return
+        except docker.errors.DockerException as exc:
+            try:
+                container.kill()
+            except docker.errors.DockerException:
+                raise EngineError(f"docker could not stop {spec.name}: {_explain(exc)}") from exc
+
+    def destroy(self, spec: GuestSpec) -> None:
+        container = self._container(spec)
+        if container is not None:
+            self._remove(container)
+
+    def _remove(self, container) -> None:
+        import docker
+
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):
+                raise EngineError(f"docker could not remove {container.name}: {_explain(exc)}") from exc
+
+    def state(self, spec: GuestSpec) -> str:
+        container = self._container(spec)
+        if container is None:
+            return MISSING
+        return RUNNING if container.status in RUNNING_STATES else STOPPED
+
+    def list_guests(self) -> dict[str, str]:
+        import docker
+
+        filters = {"label": [f"{LABEL_HOST}={self.host_id}"] if self.host_id else [LABEL_HOST]}
+        try:
+            containers = self.client().containers.list(all=True, filters=filters, sparse=True)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"docker: {exc}") from exc
+        found = {}
+        for container in containers:
+            attrs = container.attrs
+            labels = attrs.get("Labels") or {}
+            vm_id = labels.get(LABEL_VM)
+            if vm_id:
+                found[vm_id] = RUNNING if attrs.get("State") in RUNNING_STATES else STOPPED
+        return found
+
+    def ip(self, spec: GuestSpec) -> str | None:
+        container = self._container(spec)
+        if container is None:
+            return None
+        networks = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
+        for net in networks.values():
+            if net.get("IPAddress"):
+                return net["IPAddress"]
+        return None
+
+    def images(self) -> list[Image]:
+        import docker
+
+        try:
+            found = self.client().images.list()
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"docker: {exc}") from exc
+        images = []
+        for image in found:
+            for tag in image.tags:
+                config = image.attrs.get("Config") or {}
+                images.append(Image(
+                    name=tag, engine_kind="docker", disk_format="docker", size=int(image.attrs.get("Size") or 0),
+                    extra={"ref": tag, "id": image.id,
+                           "description": (config.get("Labels") or {}).get("org.opencontainers.image.description")
+                           or f"docker image {tag}"},
+                ))
+        return images
+
+    def find_image(self, name: str) -> Image | None:
+        """One local image by reference ("ttstack/tiny" means ":latest"); optional, faster than images()."""
+        import docker
+
+        from agent.images import docker_ref
+
+        ref = docker_ref(name)
+        try:
+            image = self.client().images.get(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"docker: {exc}") from exc
+        return Image(name=ref, engine_kind="docker", disk_format="docker", size=int(image.attrs.get("Size") or 0),
+                     extra={"ref": ref, "id": image.id})
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _put_ssh_keys(self, container, keys: list[str]) -> None:
+        """Best effort: /root/.ssh/authorized_keys inside the container (images without sshd ignore it)."""
+        import docker
+
+        data = ("\n".join(keys) + "\n").encode()
+        buf = io.BytesIO()
+        now = time.time()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for path, mode in (("root", 0o700), ("root/.ssh", 0o700)):
+                info = tarfile.TarInfo(path)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, mode, now
+                tar.addfile(info)
+            info = tarfile.TarInfo("root/.ssh/authorized_keys")
+            info.size, info.mode, info.mtime = len(data), 0o600, now
+            tar.addfile(info, io.BytesIO(data))
+        try:
+            container.put_archive("/", buf.getvalue())
+        except docker.errors.DockerException as exc:
+            log.warning("docker: could not write SSH keys into %s: %s", container.name, exc)
+
+    def _deny_outgoing(self, container, spec: GuestSpec) -> None:
+        container.reload()
+        pid = (container.attrs.get("State") or {}).get("Pid") or 0
+        if not pid:
+            raise EngineError(f"{spec.name} has no process to firewall (did it exit at once?)")
+        for tool, required in (("iptables", True), ("ip6tables", False)):
+            if not shutil.which(tool):
+                if required:
+                    raise EngineError(f"deny_outgoing needs {tool} on the agent host")
+                continue
+            rules = [
+                ["-F", "OUTPUT"],
+                ["-A", "OUTPUT", "-o", "lo", "-j", "ACCEPT"],
+                ["-A", "OUTPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
+                ["-A", "OUTPUT", "-j", "DROP"],
+            ]
+            for rule in rules:
+                argv = ["nsenter", "-t", str(pid), "-n", tool, "-w", *rule]
+                result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+                if result.returncode != 0:
+                    if not required:
+                        log.info("docker: %s in %s skipped: %s", tool, spec.name, result.stderr.strip())
+                        break
+                    raise EngineError(f"deny_outgoing for {spec.name} failed: {' '.join(argv)}: "
+                                      f"{result.stderr.strip()}")
+
+
+def _docker_hostname(name: str) -> str:
+    """Docker accepts up to 63 characters of [A-Za-z0-9.-]-ish text for a hostname; keep it valid."""
+    cleaned = "".join(c if c.isalnum() or c in ".-" else "-" for c in name).strip(".-")
+    return (cleaned or "guest")[:63]
+
+
+def _explain(exc) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)

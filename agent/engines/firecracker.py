@@ -1,0 +1,473 @@
+"""Firecracker microVMs (Linux with working KVM), driven through Firecracker's HTTP API on a Unix socket.
+
+One guest = one `firecracker` process (optionally started by `jailer`), configured with the documented API:
+PUT /machine-config, /boot-source, /drives/{id} (rootfs + read-only NoCloud seed), /network-interfaces/{id}
+(a tap device), then PUT /actions {"action_type": "InstanceStart"}; state from GET /. Stop is
+SendCtrlAltDel (the guest, booted with reboot=k, resets and firecracker exits), then SIGKILL after the
+timeout. A stopped guest has no process: start launches and configures a new one from the saved config.
+
+Image layout (TTSTACK_IMAGE_DIR/NAME/image.json): an uncompressed ELF `vmlinux` kernel, optional initrd,
+and a raw disk (firecracker has no qcow2 support: the disk the storage makes must be raw, e.g. zvol).
+
+Networking: a tap per guest (`ip tuntap add`), a /30 from TTSTACK_FIRECRACKER_SUBNET (host .1, guest .2, given
+to the guest kernel with `ip=`), iptables: MASQUERADE for the guest, DNAT publish_addr:host_port ->
+guest:port in PREROUTING and OUTPUT, FORWARD accepts, and for deny_outgoing a drop of NEW connections coming
+in from the tap (FORWARD and INPUT) — replies to published ports still pass (conntrack ESTABLISHED).
+
+Environment: TTSTACK_FIRECRACKER_BIN, TTSTACK_JAILER_BIN, TTSTACK_FIRECRACKER_JAILER (1/0; default: use the
+jailer when its binary is found), TTSTACK_JAILER_UID/GID (65534), TTSTACK_JAILER_CHROOT_BASE (/srv/jailer),
+TTSTACK_FIRECRACKER_RUN_DIR (DATA_DIR/firecracker), TTSTACK_FIRECRACKER_SUBNET (172.30.0.0/16),
+TTSTACK_IP_BIN, TTSTACK_IPTABLES_BIN. See docs/engines.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+from agent.engines import probes
+from agent.engines.base import MISSING, RUNNING, STOPPED, Engine, EngineError, EngineUnavailable, GuestSpec
+
+DEFAULT_BOOT_ARGS = "console=ttyS0 reboot=k panic=1 pci=off"
+API_TIMEOUT = 10.0
+SOCKET_WAIT = 10.0
+QCOW2_MAGIC = b"QFI\xfb"
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = API_TIMEOUT):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+class FirecrackerAPI:
+    """A minimal client for Firecracker's API socket: 204 = done, anything else raises with fault_message."""
+
+    def __init__(self, socket_path: str):
+        self.socket_path = socket_path
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
+        conn = _UnixHTTPConnection(self.socket_path)
+        try:
+            payload = json.dumps(body) if body is not None else None
+            headers = {"Accept": "application/json"}
+            if payload is not None:
+                headers["Content-Type"] = "application/json"
+            conn.request(method, path, body=payload, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+        except OSError as exc:
+            raise EngineError(f"firecracker API {method} {path}: {exc}") from exc
+        finally:
+            conn.close()
+        data = None
+        if raw:
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = {"fault_message": raw.decode(errors="replace")}
+        return resp.status, data
+
+    def put(self, path: str, body: dict) -> None:
+        status, data = self.request("PUT", path, body)
+        if status != 204:
+            fault = (data or {}).get("fault_message", f"HTTP {status}")
+            raise EngineError(f"firecracker refused PUT {path}: {fault}")
+
+    def describe(self) -> dict:
+        status, data = self.request("GET", "/")
+        if status != 200 or not isinstance(data, dict):
+            raise EngineError(f"firecracker GET / answered {status}: {data}")
+        return data
+
+
+def _short_hash(text: str, n: int = 10) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:n]
+
+
+def _fc_id(name: str) -> str:
+    """Firecracker/jailer ids allow [A-Za-z0-9-], at most 64 characters."""
+    cleaned = re.sub(r"[^A-Za-z0-9-]", "-", name)
+    if cleaned != name or len(cleaned) > 64:
+        cleaned = f"{cleaned[:52]}-{_short_hash(name)}"
+    return cleaned
+
+
+class FirecrackerEngine(Engine):
+    name = "firecracker"
+    is_vm = True
+
+    def __init__(self, run_dir: str | Path | None = None, *, assume_kvm: bool = False,
+                 use_jailer: bool | None = None, host_id: str | None = None):
+        """`assume_kvm=True` skips only the KVM functional probe (tests driving the firecracker double);
+        the probe then says so instead of claiming KVM was checked."""
+        self.run_dir = Path(run_dir) if run_dir else probes.default_run_dir("TTSTACK_FIRECRACKER_RUN_DIR",
+                                                                            "firecracker")
+        self.assume_kvm = assume_kvm
+        self._use_jailer = use_jailer
+        self.host_id = host_id
+        self.subnet = ipaddress.ip_network(os.environ.get("TTSTACK_FIRECRACKER_SUBNET", "172.30.0.0/16"))
+        self.chroot_base = Path(os.environ.get("TTSTACK_JAILER_CHROOT_BASE", "/srv/jailer"))
+        self.jailer_uid = int(os.environ.get("TTSTACK_JAILER_UID", "65534"))
+        self.jailer_gid = int(os.environ.get("TTSTACK_JAILER_GID", "65534"))
+
+    # ---- probing -----------------------------------------------------------------------------------------
+    def probe(self) -> tuple[bool, str]:
+        ok, why = probes.binary_present("TTSTACK_FIRECRACKER_BIN", "firecracker")
+        if not ok:
+            return False, why
+        if self.jailer_enabled() and not probes.resolve_binary("TTSTACK_JAILER_BIN", "jailer"):
+            return False, "TTSTACK_FIRECRACKER_JAILER=1 but the jailer binary is not found (set TTSTACK_JAILER_BIN)"
+        ok, why = probes.binary_present("TTSTACK_IP_BIN", "ip")
+        if not ok:
+            return False, why
+        ok, why = probes.binary_present("TTSTACK_IPTABLES_BIN", "iptables")
+        if not ok:
+            return False, why
+        if self.assume_kvm:
+            return True, "KVM not probed: assumed working by the caller (assume_kvm=True)"
+        return probes.kvm_works()
+
+    def jailer_enabled(self) -> bool:
+        if self._use_jailer is not None:
+            return self._use_jailer
+        setting = os.environ.get("TTSTACK_FIRECRACKER_JAILER", "").strip().lower()
+        if setting in ("1", "true", "yes"):
+            return True
+        if setting in ("0", "false", "no"):
+            return False
+        return probes.resolve_binary("TTSTACK_JAILER_BIN", "jailer") is not None
+
+    def _require(self) -> None:
+        ok, why = self.probe()
+        if not ok:
+            raise EngineUnavailable(f"firecracker is not available on this host: {why}")
+
+    # ---- paths and metadata ------------------------------------------------------------------------------
+    def _dir(self, name: str) -> Path:
+        return self.run_dir / name
+
+    def _meta(self, name: str) -> dict | None:
+        return probes.read_json(self._dir(name) / "meta.json")
+
+    def _save(self, meta: dict) -> None:
+        probes.write_json(self._dir(meta["name"]) / "meta.json", meta)
+
+    def _socket_path(self, name: str, chroot_root: Path | None) -> str:
+        if chroot_root is not None:
+            return str(chroot_root / "run" / "firecracker.socket")
+        path = str(self._dir(name) / "api.sock")
+        if len(path) > 100:  # sun_path is 108 bytes
+            path = os.path.join(tempfile.gettempdir(), f"ttfc-{_short_hash(str(self._dir(name)), 16)}.sock")
+        return path
+
+    def _allocate_index(self, name: str) -> int:
+        used = set()
+        if self.run_dir.is_dir():
+            for entry in self.run_dir.iterdir():
+                meta = probes.read_json(entry / "meta.json")
+                if meta and entry.name != name:
+                    used.add(meta.get("net_index"))
+        capacity = self.subnet.num_addresses // 4
+        for index in range(1, capacity):
+            if index not in used:
+                return index
+        raise EngineError(f"no free /30 left in {self.subnet} for a firecracker tap")
+
+    # ---- Engine interface --------------------------------------------------------------------------------
+    def create(self, spec: GuestSpec) -> None:
+        self._require()
+        if spec.image.kernel is None:
+            raise EngineError(f"image {spec.image.name!r} has no kernel: firecracker boots a vmlinux directly "
+                              "(image.json with \"kernel\")")
+        if spec.disk_path is None:
+            raise EngineError("firecracker needs the VM's disk (storage made none)")
+        if _is_qcow2(spec.disk_path):
+            raise EngineError(f"{spec.disk_path} is qcow2; firecracker only boots raw disks "
+                              "(use the zvol storage or a raw image)")
+        existing = self._meta(spec.name)
+        if existing and probes.pid_alive(existing.get("pid")):
+            return  # created before (idempotent create)
+        index = existing["net_index"] if existing else self._allocate_index(spec.name)
+        net = self.subnet.network_address + 4 * index
+        meta = {
+            "name": spec.name, "vm_id": spec.vm_id, "host_id": spec.host_id, "fc_id": _fc_id(spec.name),
+            "cpu": spec.cpu, "mem": spec.mem, "net_index": index,
+            "host_ip": str(net + 1), "guest_ip": str(net + 2),
+            "tap": f"tt{_short_hash(spec.name)}", "mac": "06:00:" + ":".join(
+                _short_hash(spec.name, 8)[i:i + 2] for i in range(0, 8, 2)),
+            "kernel": str(spec.image.kernel), "initrd": str(spec.image.initrd) if spec.image.initrd else None,
+            "cmdline": spec.image.cmdline or DEFAULT_BOOT_ARGS, "hostname": spec.hostname or spec.name,
+            "disk": str(spec.disk_path), "seed": str(spec.seed_path) if spec.seed_path else None,
+            "port_map": {str(g): h for g, h in spec.port_map.items()}, "publish_addr": spec.publish_addr,
+            "deny_outgoing": spec.deny_outgoing, "jailer": self.jailer_enabled(), "pid": None,
+            "rules": [], "created_at": time.time(),
+        }
+        self._save(meta)  # recorded before any side effect, so destroy finds what to clean up
+        self._setup_network(meta)
+        self._launch(meta)
+
+    def start(self, spec: GuestSpec) -> None:
+        meta = self._meta(spec.name)
+        if meta is None:
+            raise EngineError(f"firecracker guest {spec.name} does not exist")
+        if probes.pid_alive(meta.get("pid")):
+            return
+        self._require()
+        if not _link_exists(meta["tap"]):
+            meta["rules"] = []
+            self._setup_network(meta)
+        self._launch(meta)
+
+    def stop(self, spec: GuestSpec, timeout: float = 30) -> None:
+        meta = self._meta(spec.name)
+        if meta is None:
+            return
+        pid = meta.get("pid")
+        if probes.pid_alive(pid):
+            try:
+                FirecrackerAPI(meta["socket"]).put("/actions", {"action_type": "SendCtrlAltDel"})
+                graceful = probes.wait_pid_exit(pid, timeout)
+            except EngineError:
+                graceful = False
+            if not graceful:
+                probes.kill_pid(pid, signal.SIGKILL)
+        self._after_exit(meta)
+
+    def destroy(self, spec: GuestSpec) -> None:
+        meta = self._meta(spec.name)
+        if meta is None:
+            return
+        probes.kill_pid(meta.get("pid"), signal.SIGKILL)
+        self._after_exit(meta)
+        self._teardown_network(meta)
+        if meta.get("chroot"):
+            shutil.rmtree(Path(meta["chroot"]).parent, ignore_errors=True)
+        shutil.rmtree(self._dir(spec.name), ignore_errors=True)
+
+    def state(self, spec: GuestSpec) -> str:
+        meta = self._meta(spec.name)
+        return MISSING if meta is None else self._state_of(meta)
+
+    def list_guests(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        if not self.run_dir.is_dir():
+            return found
+        for entry in sorted(self.run_dir.iterdir()):
+            meta = probes.read_json(entry / "meta.json")
+            if not meta or (self.host_id and meta.get("host_id") != self.host_id):
+                continue
+            found[meta["vm_id"]] = self._state_of(meta)
+        return found
+
+    def ip(self, spec: GuestSpec) -> str | None:
+        meta = self._meta(spec.name)
+        return meta.get("guest_ip") if meta else None
+
+    # ---- internals ---------------------------------------------------------------------------------------
+    def _state_of(self, meta: dict) -> str:
+        if not probes.pid_alive(meta.get("pid")):
+            return STOPPED
+        try:
+            info = FirecrackerAPI(meta["socket"]).describe()
+        except EngineError:
+            return RUNNING  # the process is up; its API may be busy
+        return RUNNING if info.get("state") == "Running" else STOPPED
+
+    def _after_exit(self, meta: dict) -> None:
+        meta["pid"] = None
+        self._save(meta)
+        if meta.get("socket"):
+            Path(meta["socket"]).unlink(missing_ok=True)
+
+    def _launch(self, meta: dict) -> None:
+        workdir = self._dir(meta["name"])
+        firecracker = probes.resolve_binary("TTSTACK_FIRECRACKER_BIN", "firecracker")
+        kernel, initrd, disk, seed = meta["kernel"], meta["initrd"], meta["disk"], meta["seed"]
+        chroot_root: Path | None = None
+        if meta["jailer"]:
+            jailer = probes.resolve_binary("TTSTACK_JAILER_BIN", "jailer")
+            chroot_root = self.chroot_base / Path(firecracker).name / meta["fc_id"] / "root"
+            chroot_root.mkdir(parents=True, exist_ok=True)
+            kernel = self._into_chroot(chroot_root, kernel, "vmlinux")
+            initrd = self._into_chroot(chroot_root, initrd, "initrd") if initrd else None
+            disk = self._into_chroot(chroot_root, disk, "rootfs")
+            seed = self._into_chroot(chroot_root, seed, "seed.iso") if seed else None
+            argv = [jailer, "--id", meta["fc_id"], "--exec-file", firecracker,
+                    "--uid", str(self.jailer_uid), "--gid", str(self.jailer_gid),
+                    "--chroot-base-dir", str(self.chroot_base),
+                    "--", "--api-sock", "/run/firecracker.socket"]  # inside the chroot
+            meta["chroot"] = str(chroot_root)
+        sock = self._socket_path(meta["name"], chroot_root)
+        if not meta["jailer"]:
+            argv = [firecracker, "--api-sock", sock, "--id", meta["fc_id"]]
+        Path(sock).unlink(missing_ok=True)  # firecracker refuses to bind over a stale socket
+        meta["socket"] = sock
+        meta["pid"] = probes.spawn_detached(argv, workdir / "console.log")
+        self._save(meta)
+        try:
+            self._wait_socket(meta)
+            self._configure(meta, kernel, initrd, disk, seed)
+        except EngineError:
+            probes.kill_pid(meta["pid"], signal.SIGKILL)
+            self._after_exit(meta)
+            raise
+
+    def _into_chroot(self, root: Path, source: str, name: str) -> str:
+        """Make `source` visible inside the jail as /name: a hard link (or a device node for a zvol)."""
+        target = root / name
+        target.unlink(missing_ok=True)
+        st = os.stat(source)
+        if stat.S_ISBLK(st.st_mode):
+            os.mknod(target, stat.S_IFBLK | 0o600, st.st_rdev)
+        else:
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)  # another filesystem: the kernel/seed are small
+        try:
+            os.chown(target, self.jailer_uid, self.jailer_gid)
+        except PermissionError:
+            pass
+        return f"/{name}"
+
+    def _wait_socket(self, meta: dict) -> None:
+        deadline = time.monotonic() + SOCKET_WAIT
+        api = FirecrackerAPI(meta["socket"])
+        while time.monotonic() < deadline:
+            if not probes.pid_alive(meta["pid"]):
+                raise EngineError(f"firecracker exited before opening its API socket: {self._log_tail(meta)}")
+            if os.path.exists(meta["socket"]):
+                try:
+                    api.describe()
+                    return
+                except EngineError:
+                    pass
+            time.sleep(0.05)
+        raise EngineError(f"firecracker API socket {meta['socket']} did not answer within {SOCKET_WAIT:g} s")
+
+    def _configure(self, meta: dict, kernel: str, initrd: str | None, disk: str, seed: str | None) -> None:
+        api = FirecrackerAPI(meta["socket"])
+        api.put("/machine-config", {"vcpu_count": meta["cpu"], "mem_size_mib": meta["mem"], "smt": False})
+        boot_args = (f"{meta['cmdline']} ip={meta['guest_ip']}::{meta['host_ip']}:255.255.255.252:"
+                     f"{meta['hostname'][:63]}:eth0:off")
+        boot: dict = {"kernel_image_path": kernel, "boot_args": boot_args}
+        if initrd:
+            boot["initrd_path"] = initrd
+        api.put("/boot-source", boot)
+        # With an initrd the init reads the disk itself; without one the kernel mounts it as root (/dev/vda).
+        api.put("/drives/rootfs", {"drive_id": "rootfs", "path_on_host": disk,
+                                   "is_root_device": not initrd, "is_read_only": False})
+        if seed:
+            api.put("/drives/seed", {"drive_id": "seed", "path_on_host": seed,
+                                     "is_root_device": False, "is_read_only": True})
+        api.put("/network-interfaces/eth0", {"iface_id": "eth0", "host_dev_name": meta["tap"],
+                                             "guest_mac": meta["mac"]})
+        api.put("/actions", {"action_type": "InstanceStart"})
+        state = api.describe().get("state")
+        if state != "Running":
+            raise EngineError(f"firecracker accepted InstanceStart but reports state {state!r}")
+
+    def _log_tail(self, meta: dict) -> str:
+        try:
+            lines = (self._dir(meta["name"]) / "console.log").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no output"
+        return " | ".join(lines[-3:]) or "no output"
+
+    # ---- networking: tap + iptables ----------------------------------------------------------------------
+    def _ip(self, *args: str, check: bool = True):
+        ip = probes.resolve_binary("TTSTACK_IP_BIN", "ip") or "ip"
+        return probes.run_tool([ip, *args], error=EngineError, check=check)
+
+    def _iptables(self, rule: list[str], action: str = "-A", check: bool = True):
+        iptables = probes.resolve_binary("TTSTACK_IPTABLES_BIN", "iptables") or "iptables"
+        table, chain, *match = rule
+        return probes.run_tool([iptables, "-w", "-t", table, action, chain, *match], error=EngineError,
+                               check=check)
+
+    def _rules(self, meta: dict) -> list[list[str]]:
+        tap, guest = meta["tap"], meta["guest_ip"]
+        comment = ["-m", "comment", "--comment", f"ttstack:{meta['name']}"]
+        rules = [["nat", "POSTROUTING", "-s", f"{guest}/32", "!", "-o", tap, "-j", "MASQUERADE", *comment],
+                 # published ports reached from 127.0.0.1 arrive with a loopback source: rewrite it
+                 ["nat", "POSTROUTING", "-o", tap, "-s", "127.0.0.0/8", "-j", "MASQUERADE", *comment],
+                 ["filter", "FORWARD", "-o", tap, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT",
+                  "-j", "ACCEPT", *comment]]
+        if meta["deny_outgoing"]:
+            rules += [["filter", "FORWARD", "-i", tap, "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP",
+                       *comment],
+                      ["filter", "INPUT", "-i", tap, "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP",
+                       *comment]]
+        rules.append(["filter", "FORWARD", "-i", tap, "-j", "ACCEPT", *comment])
+        for guest_port, host_port in sorted(meta["port_map"].items(), key=lambda kv: int(kv[0])):
+            dnat = ["-d", meta["publish_addr"], "-p", "tcp", "--dport", str(host_port), "-j", "DNAT",
+                    "--to-destination", f"{guest}:{guest_port}", *comment]
+            rules += [["nat", "PREROUTING", *dnat], ["nat", "OUTPUT", *dnat]]
+        return rules
+
+    def _setup_network(self, meta: dict) -> None:
+        tap = meta["tap"]
+        add = ["tuntap", "add", "dev", tap, "mode", "tap"]
+        if meta["jailer"]:
+            add += ["user", str(self.jailer_uid), "group", str(self.jailer_gid)]
+        if not _link_exists(tap):
+            self._ip(*add)
+        self._ip("addr", "replace", f"{meta['host_ip']}/30", "dev", tap)
+        self._ip("link", "set", "dev", tap, "up")
+        localnet = Path(f"/proc/sys/net/ipv4/conf/{tap}/route_localnet")
+        if meta["publish_addr"].startswith("127.") and localnet.exists():
+            localnet.write_text("1\n")  # DNAT from 127.0.0.1 to the guest needs route_localnet
+        rules = self._rules(meta)
+        # Filter rules are inserted at the top (Docker leaves the FORWARD policy at DROP), last one first so
+        # they end up in the order written; NAT rules are appended.
+        ordered = [("-I", r) for r in reversed(rules) if r[0] == "filter"] + [
+            ("-A", r) for r in rules if r[0] == "nat"]
+        for action, rule in ordered:
+            if rule in meta["rules"]:
+                continue
+            self._iptables(rule, action)
+            meta["rules"].append(rule)
+            self._save(meta)
+
+    def _teardown_network(self, meta: dict) -> None:
+        for rule in reversed(meta.get("rules", [])):
+            self._iptables(rule, "-D", check=False)  # already gone is fine
+        meta["rules"] = []
+        if _link_exists(meta["tap"]):
+            self._ip("link", "del", "dev", meta["tap"], check=False)
+
+
+def _link_exists(name: str) -> bool:
+    if os.path.exists(f"/sys/class/net/{name}"):
+        return True
+    ip = probes.resolve_binary("TTSTACK_IP_BIN", "ip")
+    if not ip:
+        return False
+    done = probes.run_tool([ip, "link", "show", "dev", name], error=EngineError, check=False)
+    return done.returncode == 0
+
+
+def _is_qcow2(path: Path) -> bool:
+    try:
+        with open(path, "rb") as disk:
+            return disk.read(4) == QCOW2_MAGIC
+    except OSError:
+        return False

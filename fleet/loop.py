@@ -1,0 +1,205 @@
+"""The controller's periodic work: heartbeat + reconciliation, expiry, retried deletes.
+
+It runs in exactly one place: `manage fleet_loop`, a child process `ttstack controller` supervises
+next to its worker. Should several be started (scale-out), a lease row lets only one work at a time;
+the others wait to take over when its lease lapses. Everything it does is driven by the database, so
+a restart resumes where it stopped: expired environments are found by `expires_at`, VMs still to
+delete by their `doomed`/`gone` flags.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import timedelta
+
+from django.db import close_old_connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from ttproject.tasks.models import Task
+from ttproject.tasks.runner import submit
+
+from . import conf
+from .agent_client import AgentClient, AgentError
+from .choices import EnvState, HostState, VmState
+from .jobs import ACTIVE_TASK, destroy_vm, finish_delete, parallel
+from .models import Environment, Host, Lease, Vm, derive_env_state
+
+log = logging.getLogger("fleet.loop")
+HOLDER = f"{socket.gethostname()}:{os.getpid()}"
+LEASE = "fleet-loop"
+
+
+def take_lease(ttl: float) -> bool:
+    now = timezone.now()
+    Lease.objects.get_or_create(name=LEASE)
+    return bool(Lease.objects.filter(Q(holder=HOLDER) | Q(until__isnull=True) | Q(until__lt=now), name=LEASE)
+                .update(holder=HOLDER, until=now + timedelta(seconds=ttl)))
+
+
+# ------------------------------------------------------------------------------------------- expiry
+
+
+def delete_env(env: Environment, reason: str, only_from=None) -> Task | None:
+    """Claim the environment for deletion and submit the delete job (None if someone else claimed it)."""
+    with transaction.atomic():
+        allowed = only_from or [s for s in EnvState.values if s != EnvState.DELETING]
+        if not env.set_state(EnvState.DELETING, only_from=allowed):
+            return None
+        return submit("fleet.env_delete", target=env.id, owner=env.owner, params={"env": env.id, "reason": reason})
+
+
+def expire() -> list[str]:
+    expired = []
+    for env in Environment.objects.filter(expires_at__lte=timezone.now()).exclude(state=EnvState.DELETING):
+        if delete_env(env, "expired", only_from=[env.state]):
+            log.info("environment %s expired (deadline %s): deleting", env.id, env.expires_at)
+            expired.append(env.id)
+    return expired
+
+
+# ----------------------------------------------------------------------------------- retried deletes
+
+
+def retry_deletes() -> int:
+    """Destroy doomed VMs whose env has no job running (rollbacks and deletes that agents missed)."""
+    busy = set(Task.objects.filter(status__in=ACTIVE_TASK, action__startswith="fleet.env_")
+               .values_list("target", flat=True))
+    vms = [vm for vm in Vm.objects.select_related("host").filter(doomed=True, gone=False,
+                                                                 host__state=HostState.ONLINE)
+           if vm.env_id not in busy]
+    done = parallel(destroy_vm, vms)
+    for vm, ok in zip(vms, done, strict=True):
+        if ok:
+            log.info("VM %s of %s confirmed deleted on %s", vm.id, vm.env_id, vm.host.addr)
+    for env_id in (Environment.objects.filter(state=EnvState.DELETING).exclude(pk__in=busy)
+                   .values_list("pk", flat=True)):
+        if finish_delete(env_id):
+            log.info("environment %s deleted", env_id)
+    return sum(done)
+
+
+# ------------------------------------------------------------------------------- heartbeat/reconcile
+
+
+class Heartbeat:
+    def __init__(self):
+        self.orphans: dict[tuple[int, str], float] = {}  # (host, vm id) -> first seen (monotonic)
+
+    def beat(self):
+        hosts = list(Host.objects.all())
+        parallel(self.beat_host, hosts)
+
+    def beat_host(self, host: Host):
+        now = timezone.now()
+        try:
+            with AgentClient.for_host(host, timeout=max(2.0, min(conf.AGENT_TIMEOUT, conf.HOST_TIMEOUT / 2))) as a:
+                info = a.info()
+                agent_vms = a.list_vms()
+        except AgentError as exc:
+            silent = host.last_seen is None or (now - host.last_seen).total_seconds() > conf.HOST_TIMEOUT
+            fields = {"error": str(exc)}
+            if silent and host.state != HostState.OFFLINE:
+                fields["state"] = HostState.OFFLINE
+                log.warning("host %s offline: %s", host.addr, exc)
+            Host.objects.filter(pk=host.pk).update(**fields)
+            return
+        if host.state != HostState.ONLINE:
+            log.info("host %s online", host.addr)
+        host.apply_info(info)
+        host.state, host.last_seen, host.error = HostState.ONLINE, now, ""
+        host.save(update_fields=["host_id", "hostname", "version", "engines", "engines_unavailable", "storage",
+                                 "images", "cpu_total", "mem_total", "disk_total", "cpu_used", "mem_used",
+                                 "disk_used", "vm_count", "state", "last_seen", "error"])
+        self.reconcile(host, agent_vms)
+
+    def reconcile(self, host: Host, agent_vms: list[dict]):
+        on_agent = {str(v.get("id")): v for v in agent_vms if isinstance(v, dict) and v.get("id")}
+        busy = set(Task.objects.filter(status__in=ACTIVE_TASK, action__startswith="fleet.env_")
+                   .values_list("target", flat=True))
+        touched = set()
+        live = {vm.id: vm for vm in Vm.objects.filter(host=host, gone=False).select_related("env")}
+        for vm in live.values():
+            if vm.doomed or vm.state in (VmState.PENDING, VmState.CREATING) or vm.env_id in busy:
+                continue
+            seen = on_agent.get(vm.id)
+            if seen is None:
+                if vm.state in (VmState.RUNNING, VmState.STOPPED):
+                    log.warning("VM %s of %s lost by agent %s: marked failed", vm.id, vm.env_id, host.addr)
+                    Vm.objects.filter(pk=vm.pk, gone=False).update(
+                        state=VmState.FAILED, gone=True, error="the agent no longer has this VM",
+                        updated_at=timezone.now())
+                    touched.add(vm.env_id)
+                continue
+            before = (vm.state, vm.ip, vm.port_map, vm.publish_addr)
+            vm.apply_agent(seen)
+            if (vm.state, vm.ip, vm.port_map, vm.publish_addr) != before:
+                Vm.objects.filter(pk=vm.pk, gone=False).update(
+                    state=vm.state, ip=vm.ip, port_map=vm.port_map, publish_addr=vm.publish_addr,
+                    error=vm.error, updated_at=timezone.now())
+                touched.add(vm.env_id)
+        for env_id in touched:
+            states = list(Vm.objects.filter(env_id=env_id).exclude(state=VmState.DELETED)
+                          .values_list("state", flat=True))
+            env = Environment.objects.filter(pk=env_id).first()
+            if env and env.state in (EnvState.ACTIVE, EnvState.STOPPED):
+                env.set_state(derive_env_state(states, env.state), only_from=[EnvState.ACTIVE, EnvState.STOPPED])
+        self.collect_orphans(host, set(on_agent) - set(live))
+
+    def collect_orphans(self, host: Host, unknown: set[str]):
+        """VMs on the agent that no live VM row owns: destroyed after the grace period, logged."""
+        now = time.monotonic()
+        for key in [k for k in self.orphans if k[0] == host.id and k[1] not in unknown]:
+            del self.orphans[key]
+        for vm_id in unknown:
+            first = self.orphans.setdefault((host.id, vm_id), now)
+            if now - first < conf.ORPHAN_GRACE:
+                continue
+            try:
+                with AgentClient.for_host(host) as agent:
+                    agent.delete_vm(vm_id)
+                log.warning("destroyed VM %s on %s: no environment owns it (seen for %.0f s)",
+                            vm_id, host.addr, now - first)
+                del self.orphans[(host.id, vm_id)]
+            except AgentError as exc:
+                log.warning("could not destroy orphan VM %s on %s: %s", vm_id, host.addr, exc)
+
+
+def run_forever(stop=lambda: False):
+    """Expiry and retried deletes every tick; the heartbeat in its own thread, so a slow agent never
+    delays an expiry. Both work only while this process holds the lease."""
+    holding = threading.Event()
+    lease_ttl = max(15.0, conf.HOST_TIMEOUT)
+    log.info("fleet loop started (%s): heartbeat %.1f s, host timeout %.1f s, tick %.1f s",
+             HOLDER, conf.HEARTBEAT, conf.HOST_TIMEOUT, conf.TICK)
+
+    def beat_forever():
+        heartbeat = Heartbeat()
+        while not stop():
+            started = time.monotonic()
+            try:
+                close_old_connections()
+                if holding.is_set():
+                    heartbeat.beat()
+            except Exception:
+                log.exception("heartbeat round failed")
+            time.sleep(max(0.05, conf.HEARTBEAT - (time.monotonic() - started)))
+
+    threading.Thread(target=beat_forever, name="fleet-heartbeat", daemon=True).start()
+    while not stop():
+        started = time.monotonic()
+        try:
+            close_old_connections()
+            if take_lease(lease_ttl):
+                holding.set()
+                expire()
+                retry_deletes()
+            else:
+                holding.clear()
+        except Exception:  # the loop must outlive a bad round (database briefly locked, agent bug...)
+            log.exception("fleet loop round failed")
+        time.sleep(max(0.05, conf.TICK - (time.monotonic() - started)))

@@ -1,0 +1,212 @@
+"""The de taartenfabriek API (../shared/seeds/002): settings, tart version, VMs, images, VM actions.
+
+Every route needs the X-Local-Token (the app's default authentication). Actions answer 202 with their
+Task; the worker runs them (localvm/jobs.py).
+"""
+
+from django.db import transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ttproject.api.exceptions import BadGateway, Conflict, Unprocessable
+from ttproject.tasks.runner import submit
+from ttproject.tasks.serializers import TaskSerializer
+
+from .. import github, inventory, jobs, tart
+from .. import validation as v
+from . import serializers as s
+
+
+class ServiceUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "tart is not available."
+
+
+class GatewayTimeout(APIException):
+    status_code = status.HTTP_504_GATEWAY_TIMEOUT
+    default_detail = "tart did not answer in time."
+
+
+def _translate(exc: Exception) -> Exception:
+    if isinstance(exc, tart.NotFound):
+        return NotFound(str(exc))
+    if isinstance(exc, tart.TartMissing):
+        return ServiceUnavailable(str(exc))
+    if isinstance(exc, tart.TartTimeout):
+        return GatewayTimeout(str(exc))
+    if isinstance(exc, tart.TartError):
+        return BadGateway(f"tart failed: {exc}")
+    if isinstance(exc, github.TokenMissing):
+        return Unprocessable(str(exc))
+    if isinstance(exc, github.GitHubError):
+        return BadGateway(str(exc))
+    return exc
+
+
+class LocalView(APIView):
+    """Turns tart and GitHub failures into JSON errors with a clear detail."""
+
+    def handle_exception(self, exc):
+        return super().handle_exception(_translate(exc))
+
+
+def _flag(request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in ("1", "true", "yes", "on")
+
+
+def _checked_name(name: str) -> str:
+    if not v.is_known_form(name):
+        raise ValidationError({"detail": f"Invalid VM name {name!r}."})
+    return name
+
+
+def _listed(name: str) -> dict | None:
+    """The `tart list` entry of name, asked now (actions must not trust a stale cache)."""
+    return next((item for item in tart.list_vms() if item.get("Name") == name), None)
+
+
+def _existing(name: str) -> dict:
+    item = _listed(_checked_name(name))
+    if item is None:
+        raise NotFound(f"VM {name!r} does not exist.")
+    return item
+
+
+def _local_vm(name: str, verb: str) -> dict:
+    item = _existing(name)
+    if str(item.get("Source", "")).lower() != "local":
+        raise Unprocessable(f"{name!r} is an OCI image, not a local VM: it cannot be {verb}. Clone it first "
+                            f"(POST /api/vms/<name>/clone or /api/vms/create) and {verb.rstrip('ped')} the clone.")
+    return item
+
+
+def _task_reply(action: str, target: str, params: dict) -> Response:
+    with transaction.atomic():
+        task = submit(action, target=target, params=params)
+    jobs.prune_tasks()
+    return Response(TaskSerializer(task).data, status=status.HTTP_202_ACCEPTED)
+
+
+class GitHubTokenView(LocalView):
+    @extend_schema(responses=s.GitHubTokenStatusSerializer, summary="GitHub token status (masked)")
+    def get(self, request):
+        return Response(github.token_status())
+
+    @extend_schema(request=s.GitHubTokenSerializer, responses=s.GitHubTokenStatusSerializer,
+                   summary="Set the GitHub token (empty string clears it)")
+    def post(self, request):
+        data = s.GitHubTokenSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        github.set_token(data.validated_data["token"])
+        return Response(github.token_status())
+
+
+class TartVersionView(LocalView):
+    @extend_schema(responses=s.VersionSerializer, summary="Installed Tart version")
+    def get(self, request):
+        return Response({"version": tart.version()})
+
+
+class AvailableImagesView(LocalView):
+    @extend_schema(responses=s.VMImageSerializer(many=True),
+                   summary="cirruslabs macOS images on GitHub (needs the GitHub token; ?force_refresh=true)")
+    def get(self, request):
+        return Response(github.list_images(force=_flag(request, "force_refresh")))
+
+
+class CategorizedView(LocalView):
+    @extend_schema(responses=s.VMImagesSummarySerializer, summary="Base images (OCI) vs working VMs (local)")
+    def get(self, request):
+        vms = inventory.cached()
+        return Response({
+            "base_images": [vm for vm in vms if str(vm.get("source") or "").lower() == "oci"],
+            "working_vms": [vm for vm in vms if str(vm.get("source") or "").lower() != "oci"],
+        })
+
+
+class VMListView(LocalView):
+    @extend_schema(responses=s.VMSerializer(many=True), summary="The cached VM inventory")
+    def get(self, request):
+        return Response(inventory.cached())
+
+
+class RefreshView(LocalView):
+    @extend_schema(request=None, responses=s.VMSerializer(many=True), summary="Refresh from tart list + tart ip")
+    def post(self, request):
+        return Response(inventory.refresh())
+
+
+class VMDetailView(LocalView):
+    @extend_schema(responses=s.VMSerializer, summary="One VM from the cached inventory")
+    def get(self, request, name):
+        vm = inventory.find(_checked_name(name))
+        if vm is None:
+            raise NotFound(f"VM {name!r} does not exist.")
+        return Response(vm)
+
+
+class VMConfigView(LocalView):
+    @extend_schema(responses=s.VMConfigSerializer, summary="tart get NAME, normalised (cached; ?force_refresh=true)")
+    def get(self, request, name):
+        return Response(inventory.config(_checked_name(name), force=_flag(request, "force_refresh")))
+
+
+class StartView(LocalView):
+    @extend_schema(request=None, responses={202: TaskSerializer}, summary="Start a VM (tart run, detached)")
+    def post(self, request, name):
+        _local_vm(name, "started")
+        return _task_reply("localvm.start", name, {"name": name})
+
+
+class StopView(LocalView):
+    @extend_schema(request=None, responses={202: TaskSerializer}, summary="Stop a VM")
+    def post(self, request, name):
+        _local_vm(name, "stopped")
+        return _task_reply("localvm.stop", name, {"name": name})
+
+
+class DeleteView(LocalView):
+    @extend_schema(request=None, responses={202: TaskSerializer}, summary="Delete a VM or a pulled image")
+    def post(self, request, name):
+        _existing(name)
+        return _task_reply("localvm.delete", name, {"name": name})
+
+
+class CloneView(LocalView):
+    @extend_schema(request=s.CloneSerializer, responses={202: TaskSerializer},
+                   summary="Clone a VM (optionally start the clone)")
+    def post(self, request, name):
+        data = s.CloneSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        _existing(name)
+        new_name = data.validated_data["new_name"]
+        if _listed(new_name) is not None:
+            raise Conflict(f"VM {new_name!r} already exists.")
+        return _task_reply("localvm.clone", new_name, {"name": name, **data.validated_data})
+
+
+class PullView(LocalView):
+    @extend_schema(request=s.PullSerializer, responses={202: TaskSerializer}, summary="tart pull OCI_URL")
+    def post(self, request):
+        data = s.PullSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        oci_url = data.validated_data["oci_url"]
+        return _task_reply("localvm.pull", oci_url, {"oci_url": oci_url})
+
+
+class CreateView(LocalView):
+    @extend_schema(request=s.CreateSerializer, responses={202: TaskSerializer},
+                   summary="Clone a base image, then tart set cpu / memory (GB) / disk (GB)")
+    def post(self, request):
+        data = s.CreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        params = data.validated_data
+        if _listed(params["name"]) is not None:
+            raise Conflict(f"VM {params['name']!r} already exists.")
+        source = params["source_vm"]
+        if not v.is_oci_ref(source) and _listed(source) is None:
+            raise NotFound(f"Source VM {source!r} does not exist.")
+        return _task_reply("localvm.create", params["name"], dict(params))

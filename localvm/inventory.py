@@ -1,0 +1,150 @@
+"""The VM inventory: `tart list` plus `tart ip` of every running VM (in parallel), cached in the database.
+
+GET /api/vms answers from the cached snapshot (refreshing once if there is none yet); POST
+/api/vms/refresh and every finished job refresh it. VM configs (`tart get`) are cached per VM in the
+database too, so the worker can drop an entry the web process cached; the inventory fills `os`, `cpu`,
+`memory` and `display` from those cached configs (a refresh never runs `tart get` itself).
+"""
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from . import conf, models, tart
+
+log = logging.getLogger(__name__)
+INVENTORY_KEY = "inventory"
+CONFIG_PREFIX = "config:"
+_refresh_lock = threading.Lock()
+
+
+def _status(item: dict) -> str:
+    if item.get("Running") is True:
+        return "running"
+    state = str(item.get("State") or "").lower()
+    if state == "running":
+        return "running"
+    if state in ("stopped", "suspended"):
+        return "stopped"
+    if item.get("Running") is False:
+        return "stopped"
+    return "unknown"
+
+
+def memory_text(mb) -> str | None:
+    if not isinstance(mb, (int, float)) or mb <= 0:
+        return None
+    mb = int(mb)
+    return f"{mb // 1024}G" if mb % 1024 == 0 else f"{mb}M"
+
+
+def disk_text(gb) -> str | None:
+    if isinstance(gb, (int, float)) and gb > 0:
+        return f"{int(gb)}G"
+    return None
+
+
+def normalize_config(name: str, raw: dict) -> dict:
+    return {"name": name, "cpu": raw.get("CPU"), "memory": memory_text(raw.get("Memory")),
+            "disk_size": disk_text(raw.get("Disk")), "raw": raw}
+
+
+def to_vm(item: dict, ip_address: str | None, raw_config: dict | None) -> dict:
+    raw_config = raw_config or {}
+    return {
+        "name": item.get("Name"),
+        "status": _status(item),
+        "ip_address": ip_address,
+        "source": item.get("Source"),
+        "os": raw_config.get("OS"),
+        "cpu": raw_config.get("CPU"),
+        "memory": memory_text(raw_config.get("Memory")),
+        "disk_size": item.get("Disk", raw_config.get("Disk")),
+        "display": raw_config.get("Display"),
+    }
+
+
+def _cached_configs() -> dict[str, dict]:
+    rows = models.Entry.objects.filter(key__startswith=CONFIG_PREFIX).values_list("key", "value")
+    return {key[len(CONFIG_PREFIX):]: value for key, value in rows if isinstance(value, dict)}
+
+
+def _ip_or_none(name: str) -> str | None:
+    try:
+        return tart.ip(name)
+    except tart.TartError as exc:  # one VM's failure must not sink the whole listing
+        log.warning("tart ip %s failed: %s", name, exc)
+        return None
+
+
+def fetch() -> list[dict]:
+    """Ask tart now: one `tart list`, then `tart ip` for the running VMs, all at once."""
+    items = [item for item in tart.list_vms() if isinstance(item, dict) and item.get("Name")]
+    running = [item["Name"] for item in items if _status(item) == "running"]
+    ips: dict[str, str | None] = {}
+    if running:
+        with ThreadPoolExecutor(max_workers=max(1, min(conf.INVENTORY_WORKERS, len(running)))) as pool:
+            ips = dict(zip(running, pool.map(_ip_or_none, running), strict=True))
+    configs = _cached_configs()
+    return [to_vm(item, ips.get(item["Name"]), configs.get(item["Name"])) for item in items]
+
+
+def refresh() -> list[dict]:
+    """Fetch from tart and store the snapshot. Callers arriving during a refresh share its result."""
+    asked = time.time()
+    with _refresh_lock:
+        snapshot, _ = models.read(INVENTORY_KEY)
+        if snapshot and snapshot.get("started_at", 0) >= asked:
+            return snapshot["vms"]  # a refresh that began after we asked just finished
+        started = time.time()
+        vms = fetch()
+        models.write(INVENTORY_KEY, {"vms": vms, "started_at": started, "refreshed_at": time.time()})
+        return vms
+
+
+def cached() -> list[dict]:
+    """The last snapshot (refreshing first if there has never been one)."""
+    snapshot, _ = models.read(INVENTORY_KEY)
+    if snapshot is None:
+        return refresh()
+    return snapshot["vms"]
+
+
+def find(name: str, *, fresh: bool = False) -> dict | None:
+    """A VM by name from the cache; a miss refreshes once (it may have been made outside ttstack)."""
+    vms = refresh() if fresh else cached()
+    for vm in vms:
+        if vm["name"] == name:
+            return vm
+    if fresh:
+        return None
+    return find(name, fresh=True)
+
+
+def config(name: str, *, force: bool = False) -> dict:
+    """`tart get NAME` normalised, cached CONFIG_CACHE_TTL seconds; raise tart.NotFound for no VM."""
+    key = CONFIG_PREFIX + name
+    if not force:
+        raw, updated = models.read(key)
+        if raw is not None and updated is not None and time.time() - updated.timestamp() < conf.CONFIG_CACHE_TTL:
+            return normalize_config(name, raw)
+    try:
+        raw = tart.get(name)
+    except tart.NotFound:
+        models.forget(key)
+        raise
+    models.write(key, raw)
+    return normalize_config(name, raw)
+
+
+def forget_config(*names: str) -> None:
+    models.forget(*(CONFIG_PREFIX + n for n in names))
+
+
+def refresh_quietly() -> None:
+    """After a job: bring the snapshot up to date, never failing the job for it."""
+    try:
+        refresh()
+    except Exception as exc:  # noqa: BLE001 - a stale list is better than a failed job
+        log.warning("inventory refresh after a job failed: %s", exc)
