@@ -41,7 +41,11 @@ def prepare():
         log.exception("reconcile failed")
         summary = {}
     finally:
+        import os
+
         from agent import engines
 
-        engines.reset()  # the web server is another process: drop connections made here
+        engines.status()  # probe every engine once, here, and hand the results to the web process
+        os.environ[engines.PROBES_ENV] = engines.export_probes()
+        engines.reset(keep_probes=True)  # the web server is another process: drop connections made here
     log.info("agent %s: storage %s, images in %s, reconcile %s", host_id, name, conf.image_dir(), summary)

@@ -19,7 +19,7 @@ from ttproject.tasks.runner import submit
 from . import conf, scheduler
 from .choices import EnvState, HostState
 from .models import Environment, Host, Vm, reserved_by_host
-from .validators import hostname_for
+from .validators import hostname_for, vm_id_for
 
 
 def host_caps(hosts: list[Host], reserved: dict[int, dict]) -> list[scheduler.HostCap]:
@@ -64,9 +64,9 @@ def create_environment(data: dict, owner: str):
                 state=EnvState.CREATING, created_at=now,
             )
             Vm.objects.bulk_create([
-                Vm(id=f"{env.id}-{i}", env=env, index=i, host_id=host_id, image=v["image"], engine=v["engine"],
+                Vm(id=vm_id_for(env.id, i), env=env, index=i, host_id=host_id, image=v["image"], engine=v["engine"],
                    cpu=v["cpu"], mem=v["mem"], disk=v["disk"], ports=v["ports"],
-                   deny_outgoing=v["deny_outgoing"], hostname=hostname_for(f"{env.id}-{i}"))
+                   deny_outgoing=v["deny_outgoing"], hostname=hostname_for(vm_id_for(env.id, i)))
                 for i, (v, host_id) in enumerate(zip(data["vms"], chosen, strict=True))
             ])
             task = submit("fleet.env_create", target=env.id, owner=owner, params={"env": env.id})

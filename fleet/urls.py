@@ -1,3 +1,5 @@
 """Routes of the fleet app (API under api/, pages at the root)."""
 
-urlpatterns = []
+from django.urls import include, path
+
+urlpatterns = [path("", include("fleet.api.urls"))]

@@ -1,5 +1,6 @@
 """Input checks shared by the API and the admin."""
 
+import hashlib
 import re
 
 try:  # the agent's check, so controller and agent accept exactly the same keys
@@ -24,6 +25,15 @@ def validate_ssh_key(key: str) -> str:
     if _agent_validate is not None:
         return _agent_validate(key)
     raise ValueError("no SSH key validator available")  # pragma: no cover
+
+
+def vm_id_for(env_id: str, index: int) -> str:
+    """`<env>-<index>`, shortened with a digest when it would pass the agent's 128 characters."""
+    vm_id = f"{env_id}-{index}"
+    if len(vm_id) <= 128:
+        return vm_id
+    digest = hashlib.sha1(env_id.encode()).hexdigest()[:10]
+    return f"{env_id[:100]}-{digest}-{index}"
 
 
 def hostname_for(vm_id: str) -> str:

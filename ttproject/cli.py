@@ -121,6 +121,8 @@ def serve(role: str, args) -> int:
     sup.spawn(f"{role} web", _daphne_argv(bind, port))
     if role in ("controller", "localvm") and not getattr(args, "no_worker", False):
         sup.spawn(f"{role} worker", _worker_argv(role))
+        if role == "controller":  # heartbeat, expiry, retried deletes (fleet/loop.py)
+            sup.spawn("controller fleet loop", [sys.executable, "-m", "ttproject.cli", "manage", role, "fleet_loop"])
     print(f"ttstack {role} listening on http://{bind}:{port}/", flush=True)
     return sup.wait()
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import logging
+import os
 import threading
 import time
 
@@ -20,6 +22,9 @@ from agent.engines.base import Engine, EngineUnavailable
 log = logging.getLogger(__name__)
 
 PROBE_RETRY = 30.0
+# `ttstack agent` probes in its start-up hook and hands the results to the web process through this
+# variable, so the first request does not pay for slow probes again (libvirt's capabilities can take 20 s).
+PROBES_ENV = "TTSTACK_ENGINE_PROBES"
 
 _lock = threading.RLock()
 _instances: dict[str, Engine] = {}
@@ -69,11 +74,31 @@ def get(name: str) -> Engine:
         return _instances[name]
 
 
+def _seed_from_env() -> None:
+    text = os.environ.pop(PROBES_ENV, "")
+    if not text:
+        return
+    try:
+        seeded = json.loads(text)
+    except ValueError:
+        return
+    now = time.monotonic()
+    for name, (ok, why) in seeded.items():
+        _probes.setdefault(name, (bool(ok), str(why), now))
+
+
+def export_probes() -> str:
+    """The cached probe results as JSON for PROBES_ENV."""
+    with _lock:
+        return json.dumps({name: [ok, why] for name, (ok, why, _t) in _probes.items()})
+
+
 def probe(name: str) -> tuple[bool, str]:
     """(available, why not), cached."""
     if name not in conf.enabled_engines():
         return False, f"the {name} engine is disabled on this agent (TTSTACK_ENGINES)"
     with _lock:
+        _seed_from_env()
         cached = _probes.get(name)
         if cached and (cached[0] or time.monotonic() - cached[2] < PROBE_RETRY):
             return cached[0], cached[1]
@@ -114,8 +139,8 @@ def is_vm_engine(name: str) -> bool:
     return name in conf.VM_ENGINES
 
 
-def reset() -> None:
-    """Forget instances and probes (tests, settings changes)."""
+def reset(keep_probes: bool = False) -> None:
+    """Forget instances (and probes unless keep_probes): tests, settings changes, forking a server."""
     with _lock:
         for engine in _instances.values():
             close = getattr(engine, "close", None)
@@ -125,4 +150,5 @@ def reset() -> None:
                 except Exception:  # noqa: S110 - best effort on reset
                     pass
         _instances.clear()
-        _probes.clear()
+        if not keep_probes:
+            _probes.clear()

@@ -102,28 +102,41 @@ class DockerEngine(Engine):
 
         if spec.image.engine_kind != "docker":
             raise EngineError(f"image {spec.image.name} is not a docker image")
-        existing = self._container(spec)
-        if existing is not None:  # a retried create: start over from a clean container
-            self._remove(existing)
         ports = {f"{guest}/tcp": (spec.publish_addr, host) for guest, host in spec.port_map.items()}
         labels = {LABEL_HOST: spec.host_id, LABEL_VM: spec.vm_id}
+        api = self.client().api
+        # The low-level API: one call to create and one to start, as few round trips as `docker run`.
+        host_config = api.create_host_config(
+            nano_cpus=int(spec.cpu * 1_000_000_000),
+            mem_limit=f"{int(spec.mem)}m",
+            port_bindings=ports,
+            restart_policy={"Name": "no"},
+        )
+        kwargs = dict(image=spec.image.extra.get("ref", spec.image.name), name=spec.name,
+                      hostname=_docker_hostname(spec.hostname or spec.vm_id), labels=labels,
+                      ports=[int(p.split("/")[0]) for p in ports], host_config=host_config, detach=True)
         try:
-            container = self.client().containers.create(
-                spec.image.extra.get("ref", spec.image.name),
-                name=spec.name,
-                hostname=_docker_hostname(spec.hostname or spec.vm_id),
-                labels=labels,
-                nano_cpus=int(spec.cpu * 1_000_000_000),
-                mem_limit=f"{int(spec.mem)}m",
-                ports=ports,
-                restart_policy={"Name": "no"},
-                detach=True,
-            )
+            try:
+                created = api.create_container(**kwargs)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise
+                existing = self._container(spec)  # a retried create: start over from a clean container
+                if existing is None:
+                    raise
+                self._remove(existing)
+                created = api.create_container(**kwargs)
         except docker.errors.DockerException as exc:
             raise EngineError(f"docker could not create {spec.name}: {_explain(exc)}") from exc
+        container_id = created["Id"]
         if spec.ssh_keys:
-            self._put_ssh_keys(container, spec.ssh_keys)
-        self._start(container, spec)
+            self._put_ssh_keys(container_id, spec.ssh_keys)
+        try:
+            api.start(container_id)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"docker could not start {spec.name}: {_explain(exc)}") from exc
+        if spec.deny_outgoing:
+            self._deny_outgoing(self.client().containers.get(container_id), spec)
 
     def start(self, spec: GuestSpec) -> None:
         container = self._container(spec)
@@ -246,7 +259,7 @@ class DockerEngine(Engine):
 
     # ------------------------------------------------------------------------------------------ helpers
 
-    def _put_ssh_keys(self, container, keys: list[str]) -> None:
+    def _put_ssh_keys(self, container_id: str, keys: list[str]) -> None:
         """Best effort: /root/.ssh/authorized_keys inside the container (images without sshd ignore it)."""
         import docker
 
@@ -262,9 +275,9 @@ class DockerEngine(Engine):
             info.size, info.mode, info.mtime = len(data), 0o600, now
             tar.addfile(info, io.BytesIO(data))
         try:
-            container.put_archive("/", buf.getvalue())
+            self.client().api.put_archive(container_id, "/", buf.getvalue())
         except docker.errors.DockerException as exc:
-            log.warning("docker: could not write SSH keys into %s: %s", container.name, exc)
+            log.warning("docker: could not write SSH keys into %s: %s", container_id[:12], exc)
 
     def _deny_outgoing(self, container, spec: GuestSpec) -> None:
         container.reload()

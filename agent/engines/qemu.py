@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import grp
 import hashlib
 import ipaddress
 import logging
@@ -38,7 +37,7 @@ QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 QEMU_BINARY = "qemu-system-x86_64"
 # PCI slot of the user-mode NIC on pc (i440fx) machines: libvirt hands out slots from the bottom up.
 NIC_PCI_SLOT = 0x1E
-KVM_PROBE_TIMEOUT = 8.0
+KVM_PROBE_TIMEOUT = 5.0  # a working KVM reaches the kernel's no-root panic in about a second
 CONSOLE_LOG = "console.log"
 
 _kvm_lock = threading.Lock()
@@ -136,6 +135,7 @@ class QemuEngine(Engine):
         self.machine = machine
         self._conn = None
         self._conn_lock = threading.Lock()
+        self._dac: tuple | None = None
 
     # ------------------------------------------------------------------------------------------ libvirt
 
@@ -214,6 +214,11 @@ class QemuEngine(Engine):
 
     def _dac_identity(self) -> tuple[int, set[int]] | None:
         """(uid, gids) qemu runs as under this connection's DAC security driver, None if root/unknown."""
+        if self._dac is None:
+            self._dac = (self._read_dac_identity(),)
+        return self._dac[0]
+
+    def _read_dac_identity(self) -> tuple[int, set[int]] | None:
         try:
             caps = ET.fromstring(self.conn().getCapabilities())
         except Exception:

@@ -37,7 +37,7 @@ class CreateEnvSerializer(serializers.Serializer):
     owner = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
     ssh_keys = serializers.ListField(child=serializers.CharField(trim_whitespace=False, max_length=16384),
                                      allow_empty=False, max_length=64)
-    vms = VmSpecSerializer(many=True, allow_empty=False, max_length=conf.MAX_VMS_PER_ENV)
+    vms = serializers.ListField(child=VmSpecSerializer(), allow_empty=False, max_length=conf.MAX_VMS_PER_ENV)
     lifetime = serializers.IntegerField(min_value=0, max_value=conf.MAX_LIFETIME, required=False,
                                         allow_null=True, default=None,
                                         help_text="seconds; default 21600, 0 = never expires")

@@ -1,0 +1,300 @@
+"""bhyve VMs (FreeBSD), with the base system's bhyveload / bhyve / bhyvectl.
+
+Create: a tap joined to a bridge (`ifconfig tap create`, `ifconfig BRIDGE addm TAP`), a pf anchor with the
+guest's rdr rules (and the deny_outgoing block), then the guest is loaded and run:
+  bhyveload -m MEM -d DISK NAME                                       (FreeBSD guests; default)
+  bhyve -c CPU -m MEM -H -A -P -s 0:0,hostbridge -s 1:0,lpc -s 2:0,virtio-net,TAP,mac=MAC
+        -s 3:0,virtio-blk,DISK [-s 4:0,ahci-cd,SEED] [-l bootrom,UEFI_FD] -l com1,/dev/nmdm-NAME.1A NAME
+An image whose image.json says "loader": "uefi" (Linux and other guests) skips bhyveload and boots the
+UEFI firmware (TTSTACK_BHYVE_UEFI) instead. bhyve runs detached; its pid is kept in the run dir.
+Stop: SIGTERM to bhyve (an ACPI power-button press), `bhyvectl --force-poweroff --vm=NAME` after the
+timeout, then `bhyvectl --destroy --vm=NAME` to free the kernel's VM instance. A guest that reboots makes
+bhyve exit 0; the VM is then stopped until started again.
+
+Guest addresses come from TTSTACK_BHYVE_SUBNET (default 10.77.0.0/24, the bridge holds .1); the operator runs
+a DHCP server on the bridge (e.g. dnsmasq with --dhcp-hostsfile=TTSTACK_DHCP_HOSTSFILE, where this driver
+writes "MAC,IP,HOSTNAME" lines) and a global `nat on $ext_if from 10.77.0.0/24 -> ($ext_if)` in pf.conf.
+
+Environment: TTSTACK_BHYVE_BIN, TTSTACK_BHYVELOAD_BIN, TTSTACK_BHYVECTL_BIN, TTSTACK_IFCONFIG_BIN,
+TTSTACK_PFCTL_BIN, TTSTACK_BHYVE_BRIDGE (bridge0), TTSTACK_BHYVE_SUBNET, TTSTACK_BHYVE_UEFI
+(/usr/local/share/uefi-firmware/BHYVE_UEFI.fd), TTSTACK_BHYVE_RUN_DIR (DATA_DIR/bhyve), TTSTACK_DHCP_HOSTSFILE,
+TTSTACK_PF_ANCHOR (ttstack), TTSTACK_PF_EXT_IF. See docs/engines.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from agent.engines import probes
+from agent.engines.base import MISSING, RUNNING, STOPPED, Engine, EngineError, EngineUnavailable, GuestSpec
+
+TOOLS = (("TTSTACK_BHYVE_BIN", "bhyve"), ("TTSTACK_BHYVELOAD_BIN", "bhyveload"),
+         ("TTSTACK_BHYVECTL_BIN", "bhyvectl"), ("TTSTACK_IFCONFIG_BIN", "ifconfig"), ("TTSTACK_PFCTL_BIN", "pfctl"))
+BOOT_WAIT = 1.0  # bhyve that exits this fast did not start the guest
+QCOW2_MAGIC = b"QFI\xfb"
+
+
+def _hash(text: str, n: int) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:n]
+
+
+def _vm_name(name: str) -> str:
+    """bhyve VM names end up in /dev/vmm/NAME; keep them short and plain."""
+    return name if len(name) <= 31 and all(c.isalnum() or c in "-_." for c in name) else f"tt{_hash(name, 16)}"
+
+
+class BhyveEngine(Engine):
+    name = "bhyve"
+    is_vm = True
+
+    def __init__(self, run_dir: str | Path | None = None, *, assume_freebsd: bool = False,
+                 host_id: str | None = None):
+        """`assume_freebsd=True` skips only the OS and /dev/vmm checks (tests driving the doubles on Linux);
+        the probe then says so."""
+        self.run_dir = Path(run_dir) if run_dir else probes.default_run_dir("TTSTACK_BHYVE_RUN_DIR", "bhyve")
+        self.assume_freebsd = assume_freebsd
+        self.host_id = host_id
+        self.bridge = os.environ.get("TTSTACK_BHYVE_BRIDGE", "bridge0")
+        self.subnet = ipaddress.ip_network(os.environ.get("TTSTACK_BHYVE_SUBNET", "10.77.0.0/24"))
+        self.uefi = os.environ.get("TTSTACK_BHYVE_UEFI", "/usr/local/share/uefi-firmware/BHYVE_UEFI.fd")
+
+    # ---- probing -----------------------------------------------------------------------------------------
+    def probe(self) -> tuple[bool, str]:
+        note = ""
+        if self.assume_freebsd:
+            note = "FreeBSD and vmm.ko not checked: assumed by the caller (assume_freebsd=True)"
+        else:
+            ok, why = probes.is_freebsd()
+            if not ok:
+                return False, f"bhyve {why}"
+        for env_var, tool in TOOLS:
+            ok, why = probes.binary_present(env_var, tool)
+            if not ok:
+                return False, why
+        if not self.assume_freebsd:
+            ok, why = probes.device_present("/dev/vmm", writable=False)
+            if not ok:
+                return False, "vmm.ko is not loaded (/dev/vmm missing; kldload vmm)"
+        return True, note
+
+    def _require(self) -> None:
+        ok, why = self.probe()
+        if not ok:
+            raise EngineUnavailable(f"bhyve is not available on this host: {why}")
+
+    def _tool(self, env_var: str, name: str) -> str:
+        return probes.resolve_binary(env_var, name) or name
+
+    # ---- metadata ----------------------------------------------------------------------------------------
+    def _dir(self, name: str) -> Path:
+        return self.run_dir / name
+
+    def _meta(self, name: str) -> dict | None:
+        return probes.read_json(self._dir(name) / "meta.json")
+
+    def _save(self, meta: dict) -> None:
+        probes.write_json(self._dir(meta["name"]) / "meta.json", meta)
+
+    def _allocate_ip(self, name: str) -> str:
+        used = set()
+        if self.run_dir.is_dir():
+            for entry in self.run_dir.iterdir():
+                meta = probes.read_json(entry / "meta.json")
+                if meta and entry.name != name:
+                    used.add(meta.get("guest_ip"))
+        for host in list(self.subnet.hosts())[9:]:  # .1 is the bridge, .2-.9 left for the operator
+            if str(host) not in used:
+                return str(host)
+        raise EngineError(f"no free address left in {self.subnet}")
+
+    # ---- Engine interface --------------------------------------------------------------------------------
+    def create(self, spec: GuestSpec) -> None:
+        self._require()
+        if spec.disk_path is None:
+            raise EngineError("bhyve needs the VM's disk (storage made none)")
+        if _is_qcow2(spec.disk_path):
+            raise EngineError(f"{spec.disk_path} is qcow2; bhyve's virtio-blk reads raw disks and zvols only "
+                              "(use the zvol storage)")
+        loader = spec.image.extra.get("loader", "bhyveload")
+        if loader not in ("bhyveload", "uefi"):
+            raise EngineError(f"image {spec.image.name!r}: unknown loader {loader!r} (bhyveload or uefi)")
+        if loader == "uefi" and not os.path.isfile(self.uefi):
+            raise EngineError(f"UEFI firmware {self.uefi} not found (pkg install edk2-bhyve, TTSTACK_BHYVE_UEFI)")
+        existing = self._meta(spec.name)
+        if existing and probes.pid_alive(existing.get("pid")):
+            return
+        meta = existing or {
+            "name": spec.name, "vm_id": spec.vm_id, "host_id": spec.host_id, "vm": _vm_name(spec.name),
+            "cpu": spec.cpu, "mem": spec.mem, "disk": str(spec.disk_path),
+            "seed": str(spec.seed_path) if spec.seed_path else None, "loader": loader,
+            "guest_ip": self._allocate_ip(spec.name), "mac": "58:9c:fc:" + ":".join(
+                _hash(spec.name, 6)[i:i + 2] for i in range(0, 6, 2)),
+            "hostname": spec.hostname or spec.name, "tap": None, "pid": None,
+            "port_map": {str(g): h for g, h in spec.port_map.items()}, "publish_addr": spec.publish_addr,
+            "deny_outgoing": spec.deny_outgoing, "created_at": time.time(),
+        }
+        self._save(meta)  # recorded before any side effect
+        self._setup_network(meta)
+        self._boot(meta)
+
+    def start(self, spec: GuestSpec) -> None:
+        meta = self._meta(spec.name)
+        if meta is None:
+            raise EngineError(f"bhyve guest {spec.name} does not exist")
+        if probes.pid_alive(meta.get("pid")):
+            return
+        self._require()
+        if not meta.get("tap") or probes.ifconfig(meta["tap"], error=EngineError, check=False).returncode:
+            meta["tap"] = None
+            self._setup_network(meta)
+        self._boot(meta)
+
+    def stop(self, spec: GuestSpec, timeout: float = 30) -> None:
+        meta = self._meta(spec.name)
+        if meta is None:
+            return
+        pid = meta.get("pid")
+        if probes.pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)  # bhyve turns SIGTERM into an ACPI power-button press
+            except ProcessLookupError:
+                pass
+            if not probes.wait_pid_exit(pid, timeout):
+                self._bhyvectl("--force-poweroff", meta["vm"], check=False)
+                if not probes.wait_pid_exit(pid, 5):
+                    probes.kill_pid(pid, signal.SIGKILL)
+        self._release_vm(meta)
+
+    def destroy(self, spec: GuestSpec) -> None:
+        meta = self._meta(spec.name)
+        if meta is None:
+            return
+        if probes.pid_alive(meta.get("pid")):
+            self._bhyvectl("--force-poweroff", meta["vm"], check=False)
+            if not probes.wait_pid_exit(meta["pid"], 5):
+                probes.kill_pid(meta["pid"], signal.SIGKILL)
+        self._release_vm(meta)
+        self._teardown_network(meta)
+        shutil.rmtree(self._dir(spec.name), ignore_errors=True)
+
+    def state(self, spec: GuestSpec) -> str:
+        meta = self._meta(spec.name)
+        if meta is None:
+            return MISSING
+        return RUNNING if probes.pid_alive(meta.get("pid")) else STOPPED
+
+    def list_guests(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        if not self.run_dir.is_dir():
+            return found
+        for entry in sorted(self.run_dir.iterdir()):
+            meta = probes.read_json(entry / "meta.json")
+            if not meta or (self.host_id and meta.get("host_id") != self.host_id):
+                continue
+            found[meta["vm_id"]] = RUNNING if probes.pid_alive(meta.get("pid")) else STOPPED
+        return found
+
+    def ip(self, spec: GuestSpec) -> str | None:
+        meta = self._meta(spec.name)
+        return meta.get("guest_ip") if meta else None
+
+    # ---- internals ---------------------------------------------------------------------------------------
+    def _bhyvectl(self, action: str, vm: str, check: bool = True):
+        return probes.run_tool([self._tool("TTSTACK_BHYVECTL_BIN", "bhyvectl"), action, f"--vm={vm}"],
+                               error=EngineError, check=check)
+
+    def _release_vm(self, meta: dict) -> None:
+        """Free the kernel's VM instance (memory) left after bhyve exits; no error when there is none."""
+        done = self._bhyvectl("--destroy", meta["vm"], check=False)
+        if done.returncode != 0 and "could not be opened" not in (done.stderr + done.stdout):
+            raise EngineError(probes.tool_failure(["bhyvectl", "--destroy"], done))
+        meta["pid"] = None
+        self._save(meta)
+
+    def bhyve_argv(self, meta: dict) -> list[str]:
+        argv = [self._tool("TTSTACK_BHYVE_BIN", "bhyve"), "-c", str(meta["cpu"]), "-m", f"{meta['mem']}M",
+                "-H", "-A", "-P",
+                "-s", "0:0,hostbridge", "-s", "1:0,lpc",
+                "-s", f"2:0,virtio-net,{meta['tap']},mac={meta['mac']}",
+                "-s", f"3:0,virtio-blk,{meta['disk']}"]
+        if meta.get("seed"):
+            argv += ["-s", f"4:0,ahci-cd,{meta['seed']}"]
+        if meta["loader"] == "uefi":
+            argv += ["-l", f"bootrom,{self.uefi}"]
+        argv += ["-l", f"com1,/dev/nmdm-{meta['vm']}.1A", meta["vm"]]
+        return argv
+
+    def _boot(self, meta: dict) -> None:
+        workdir = self._dir(meta["name"])
+        if meta["loader"] == "bhyveload":
+            self._bhyvectl("--destroy", meta["vm"], check=False)  # a leftover instance would keep old memory
+            probes.run_tool([self._tool("TTSTACK_BHYVELOAD_BIN", "bhyveload"), "-m", f"{meta['mem']}M",
+                             "-d", meta["disk"], "-c", f"/dev/nmdm-{meta['vm']}.1A", meta["vm"]],
+                            error=EngineError, timeout=120)
+        meta["pid"] = probes.spawn_detached(self.bhyve_argv(meta), workdir / "bhyve.log")
+        self._save(meta)
+        if probes.wait_pid_exit(meta["pid"], BOOT_WAIT):
+            tail = _tail(workdir / "bhyve.log")
+            self._release_vm(meta)
+            raise EngineError(f"bhyve exited at once: {tail}")
+
+    def _setup_network(self, meta: dict) -> None:
+        if probes.ifconfig(self.bridge, error=EngineError, check=False).returncode != 0:
+            probes.ifconfig(self.bridge, "create", error=EngineError)
+            gateway = next(self.subnet.hosts())
+            probes.ifconfig(self.bridge, "inet", f"{gateway}/{self.subnet.prefixlen}", "up", error=EngineError)
+        if not meta.get("tap"):
+            meta["tap"] = probes.ifconfig("tap", "create", error=EngineError).stdout.strip()
+            self._save(meta)
+        probes.ifconfig(meta["tap"], "description", f"ttstack:{meta['name']}", "up", error=EngineError)
+        members = probes.ifconfig(self.bridge, error=EngineError).stdout
+        if f"member: {meta['tap']} " not in members:
+            probes.ifconfig(self.bridge, "addm", meta["tap"], error=EngineError)
+        rules = probes.pf_rules(meta["guest_ip"], meta["port_map"], meta["publish_addr"], meta["deny_outgoing"],
+                                self.bridge)
+        probes.pf_load(meta["name"], rules, self._dir(meta["name"]) / "pf.rules", EngineError)
+        hostsfile = os.environ.get("TTSTACK_DHCP_HOSTSFILE", "").strip()
+        if hostsfile:
+            _replace_line(Path(hostsfile), meta["mac"], f"{meta['mac']},{meta['guest_ip']},{meta['hostname']}")
+
+    def _teardown_network(self, meta: dict) -> None:
+        probes.pf_flush(meta["name"], EngineError)
+        if meta.get("tap"):
+            probes.ifconfig(self.bridge, "deletem", meta["tap"], error=EngineError, check=False)
+            probes.ifconfig(meta["tap"], "destroy", error=EngineError, check=False)
+        hostsfile = os.environ.get("TTSTACK_DHCP_HOSTSFILE", "").strip()
+        if hostsfile:
+            _replace_line(Path(hostsfile), meta["mac"], None)
+
+
+def _replace_line(path: Path, key: str, line: str | None) -> None:
+    try:
+        lines = [x for x in path.read_text().splitlines() if not x.startswith(key + ",")]
+    except FileNotFoundError:
+        lines = []
+    if line:
+        lines.append(line)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{x}\n" for x in lines))
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no output"
+    return " | ".join(lines[-3:]) or "no output"
+
+
+def _is_qcow2(path: Path) -> bool:
+    try:
+        with open(path, "rb") as disk:
+            return disk.read(4) == QCOW2_MAGIC
+    except OSError:
+        return False

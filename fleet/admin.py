@@ -1,0 +1,111 @@
+"""The operators' console: hosts, environments, VMs (tasks are registered by ttproject.tasks)."""
+
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from ttproject.tasks.runner import submit
+
+from .choices import EnvState
+from .loop import delete_env
+from .models import Environment, Host, Vm
+
+
+@admin.register(Host)
+class HostAdmin(admin.ModelAdmin):
+    list_display = ("id", "addr", "hostname", "state", "drain", "live_vms", "cpu_total", "mem_total",
+                    "disk_total", "last_seen", "error")
+    list_filter = ("state", "drain")
+    search_fields = ("addr", "hostname", "host_id")
+    readonly_fields = ("host_id", "hostname", "version", "engines", "engines_unavailable", "storage", "images",
+                       "cpu_total", "mem_total", "disk_total", "cpu_used", "mem_used", "disk_used", "vm_count",
+                       "last_seen", "error", "created_at")
+    actions = ["drain", "undrain"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_live=Count("vms", filter=Q(vms__gone=False)))
+
+    @admin.display(description="live VMs", ordering="_live")
+    def live_vms(self, obj):
+        return obj._live
+
+    @admin.action(description="Drain: take no new placements")
+    def drain(self, request, queryset):
+        self.message_user(request, f"{queryset.update(drain=True)} host(s) draining")
+
+    @admin.action(description="Undrain: accept placements again")
+    def undrain(self, request, queryset):
+        self.message_user(request, f"{queryset.update(drain=False)} host(s) accepting placements")
+
+
+class VmInline(admin.TabularInline):
+    model = Vm
+    extra = 0
+    can_delete = False
+    fields = ("id", "host", "engine", "image", "cpu", "mem", "disk", "state", "port_map", "ip", "error",
+              "doomed", "gone")
+    readonly_fields = fields
+    show_change_link = True
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(admin.ModelAdmin):
+    list_display = ("id", "owner", "state", "vm_count", "expires_at", "created_at", "error")
+    list_filter = ("state",)
+    search_fields = ("id", "owner")
+    readonly_fields = ("state", "error", "created_at", "updated_at")
+    inlines = [VmInline]
+    actions = ["extend_1h", "extend_6h", "destroy", "retry_delete"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_vms=Count("vms"))
+
+    @admin.display(description="VMs", ordering="_vms")
+    def vm_count(self, obj):
+        return obj._vms
+
+    def _extend(self, request, queryset, hours):
+        n = 0
+        for env in queryset.exclude(state=EnvState.DELETING):
+            base = max(env.expires_at or timezone.now(), timezone.now())
+            if env.lifetime or env.expires_at:
+                Environment.objects.filter(pk=env.pk).update(
+                    expires_at=base + timedelta(hours=hours), lifetime=env.lifetime + hours * 3600)
+                n += 1
+        self.message_user(request, f"{n} environment(s) extended by {hours} h")
+
+    @admin.action(description="Extend lifetime by 1 hour")
+    def extend_1h(self, request, queryset):
+        self._extend(request, queryset, 1)
+
+    @admin.action(description="Extend lifetime by 6 hours")
+    def extend_6h(self, request, queryset):
+        self._extend(request, queryset, 6)
+
+    @admin.action(description="Destroy environment(s)")
+    def destroy(self, request, queryset):
+        tasks = [t for env in queryset if (t := delete_env(env, "destroyed by an operator"))]
+        self.message_user(request, f"{len(tasks)} delete task(s) submitted")
+
+    @admin.action(description="Retry a failed delete")
+    def retry_delete(self, request, queryset):
+        n = 0
+        for env in queryset.filter(state__in=[EnvState.DELETING, EnvState.FAILED]):
+            with transaction.atomic():
+                env.set_state(EnvState.DELETING)
+                submit("fleet.env_delete", target=env.id, owner=env.owner, params={"env": env.id, "retry": True})
+            n += 1
+        level = messages.SUCCESS if n else messages.WARNING
+        self.message_user(request, f"{n} delete task(s) submitted", level=level)
+
+
+@admin.register(Vm)
+class VmAdmin(admin.ModelAdmin):
+    list_display = ("id", "env", "host", "engine", "image", "state", "cpu", "mem", "disk", "doomed", "gone")
+    list_filter = ("state", "engine", "doomed", "gone")
+    search_fields = ("id", "env__id", "host__addr")
+    list_select_related = ("env", "host")
+    readonly_fields = [f.name for f in Vm._meta.fields]

@@ -1,0 +1,218 @@
+"""The controller's REST API (fleet contract: hosts, envs, vms, images, status)."""
+
+from django.db import IntegrityError, transaction
+from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action, api_view, permission_classes
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ttproject.api.auth import is_operator, principal
+from ttproject.api.exceptions import Conflict
+from ttproject.tasks.runner import submit
+
+from .. import queries
+from ..agent_client import AgentClient, AgentError
+from ..choices import EnvState, HostState
+from ..filtersets import EnvironmentFilterSet, HostFilterSet
+from ..loop import delete_env
+from ..models import Environment, Host, Vm
+from ..placement import create_environment
+from .serializers import CreateEnvSerializer, HostCreateSerializer, HostUpdateSerializer
+
+ANY = OpenApiResponse(response=serializers.JSONField(), description="JSON")
+
+
+def _filtered(filterset_class, request, queryset):
+    fs = filterset_class(request.query_params, queryset=queryset)
+    if not fs.is_valid():
+        raise ValidationError(fs.errors)
+    return fs.qs
+
+
+def visible_envs(request):
+    envs = Environment.objects.all()
+    who = principal(request)
+    if not is_operator(who):
+        envs = envs.filter(owner=who.username)
+    return envs
+
+
+class EnvViewSet(viewsets.ViewSet):
+    """Environments: a named group of VMs placed across hosts, with a lifetime."""
+
+    lookup_value_regex = "[^/]+"
+
+    def _env(self, request, pk) -> Environment:
+        env = visible_envs(request).filter(pk=pk).first()
+        if env is None:
+            raise Http404(f"environment {pk!r} not found")
+        return env
+
+    @extend_schema(responses=ANY)
+    def list(self, request):
+        envs = _filtered(EnvironmentFilterSet, request, visible_envs(request))
+        return Response(queries.env_rows(envs))
+
+    @extend_schema(request=CreateEnvSerializer, responses={202: ANY, 409: ANY, 422: ANY})
+    def create(self, request):
+        """Validate, place and reserve; the VMs are created by the returned task (all or nothing)."""
+        data = CreateEnvSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        who = principal(request)
+        owner = data.validated_data["owner"] if is_operator(who) else who.username
+        env, task = create_environment(data.validated_data, owner)
+        body = queries.env_detail(env.id)
+        body["task"] = task.id
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=ANY)
+    def retrieve(self, request, pk=None):
+        body = queries.env_detail(pk, visible_envs(request))
+        if body is None:
+            raise Http404(f"environment {pk!r} not found")
+        return Response(body)
+
+    @extend_schema(responses={202: ANY})
+    def destroy(self, request, pk=None):
+        """Destroy every VM of the environment (idempotent; retried until every agent confirms)."""
+        env = self._env(request, pk)
+        task = delete_env(env, "requested")
+        if task is None:  # already being deleted: hand back the running delete task
+            from ttproject.tasks.models import Task
+
+            task = Task.objects.filter(action="fleet.env_delete", target=env.id).order_by("-created_at").first()
+            if task is None or task.is_done:
+                with transaction.atomic():
+                    task = submit("fleet.env_delete", target=env.id, owner=env.owner, params={"env": env.id})
+        body = queries.env_detail(env.id) or {"id": env.id, "state": EnvState.DELETING}
+        body["task"] = task.id
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    def _power(self, request, pk, action_name, via, allowed):
+        env = self._env(request, pk)
+        with transaction.atomic():
+            if not env.set_state(via, only_from=allowed):
+                raise Conflict(f"environment {env.id} is {env.state}; cannot {action_name} it now")
+            task = submit(f"fleet.env_{action_name}", target=env.id, owner=env.owner, params={"env": env.id})
+        body = queries.env_detail(env.id)
+        body["task"] = task.id
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: ANY, 409: ANY})
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        return self._power(request, pk, "stop", EnvState.STOPPING, [EnvState.ACTIVE, EnvState.STOPPED])
+
+    @extend_schema(request=None, responses={202: ANY, 409: ANY})
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        return self._power(request, pk, "start", EnvState.STARTING, [EnvState.ACTIVE, EnvState.STOPPED])
+
+
+class VmDetail(APIView):
+    @extend_schema(responses=ANY)
+    def get(self, request, pk):
+        rows = queries.vm_rows(Vm.objects.filter(pk=pk, env__in=visible_envs(request)))
+        if not rows:
+            raise Http404(f"VM {pk!r} not found")
+        return Response(rows[0])
+
+
+class OperatorOnly:
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if not is_operator(principal(request)):
+            from rest_framework.exceptions import PermissionDenied
+
+            raise PermissionDenied("hosts are managed by operators")
+
+
+class HostViewSet(OperatorOnly, viewsets.ViewSet):
+    """Agents the controller places VMs on."""
+
+    def _host(self, pk) -> Host:
+        host = Host.objects.filter(pk=pk).first() if str(pk).isdigit() else None
+        if host is None:
+            raise Http404(f"host {pk!r} not found")
+        return host
+
+    @extend_schema(responses=ANY)
+    def list(self, request):
+        return Response(queries.host_rows(_filtered(HostFilterSet, request, Host.objects.all())))
+
+    @extend_schema(request=HostCreateSerializer, responses={201: ANY, 400: ANY, 409: ANY})
+    def create(self, request):
+        """Register an agent: its /api/info is probed first; unreachable -> 400 and nothing saved."""
+        data = HostCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        addr, key = data.validated_data["addr"], data.validated_data["api_key"]
+        if Host.objects.filter(addr=addr).exists():
+            raise Conflict(f"host {addr} is already registered")
+        try:
+            with AgentClient(addr, key or None) as agent:
+                info = agent.info()
+        except AgentError as exc:
+            raise ValidationError({"addr": [f"cannot register: {exc}"]}) from exc
+        host = Host(addr=addr, api_key=key, state=HostState.ONLINE)
+        host.apply_info(info)
+        from django.utils import timezone
+
+        host.last_seen = timezone.now()
+        try:
+            with transaction.atomic():
+                host.save()
+        except IntegrityError as exc:
+            raise Conflict(f"host {addr} is already registered") from exc
+        return Response(queries.host_dict(host), status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=ANY)
+    def retrieve(self, request, pk=None):
+        return Response(queries.host_rows(Host.objects.filter(pk=self._host(pk).pk))[0])
+
+    @extend_schema(request=HostUpdateSerializer, responses=ANY)
+    def partial_update(self, request, pk=None):
+        """Drain (no new placements) or set the host's own agent key."""
+        host = self._host(pk)
+        data = HostUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if data.validated_data:
+            Host.objects.filter(pk=host.pk).update(**data.validated_data)
+        return self.retrieve(request, pk)
+
+    @extend_schema(responses={204: None, 409: ANY})
+    def destroy(self, request, pk=None):
+        host = self._host(pk)
+        with transaction.atomic():
+            live = queries.live_vm_count(host.pk)
+            if live:
+                raise Conflict(f"host {host.addr} still has {live} VM(s); delete their environments first "
+                               "(drain the host to stop new placements)")
+            host.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(responses=ANY)
+@api_view(["GET"])
+def images(request):
+    """Images across the fleet, each with the hosts that have it."""
+    return Response(queries.fleet_images())
+
+
+@extend_schema(responses=ANY)
+@api_view(["GET"])
+def fleet_status(request):
+    """Hosts total/online, environments, VMs, cpu/mem/disk total and used."""
+    return Response(queries.fleet_status())
+
+
+@extend_schema(exclude=True)
+@api_view(["GET"])
+@permission_classes([AllowAny])
+def index(request):
+    """A placeholder for the dashboard: what the controller is and where its API lives."""
+    return Response({"service": "ttstack controller", "api": "/api/", "docs": "/api/docs/",
+                     "status": "/api/status", "admin": "/admin/"})

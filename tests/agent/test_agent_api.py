@@ -1,0 +1,243 @@
+"""Agent API in-process: bad input is refused with a clear 4xx and leaves nothing behind; failed creates
+clean up; storage overlays and port allocation."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent import conf, ports, services
+from agent import engines as registry
+from agent.engines.base import EngineError, Image
+from agent.models import PortAllocation, Vm
+from agent.storage.file import FileStorage
+from tests.agent.conftest import TINY, containers_of, remove_containers_of
+from tests.conftest import require
+
+pytestmark = [pytest.mark.urls("ttproject.urls.agent"), pytest.mark.django_db]
+
+KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@example")
+
+
+@pytest.fixture(autouse=True)
+def agent_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("TTSTACK_PUBLISH_ADDR", "127.0.0.1")
+    monkeypatch.setenv("TTSTACK_IMAGE_DIR", str(tmp_path / "images"))
+    (tmp_path / "images").mkdir()
+    yield tmp_path
+    remove_containers_of(conf.host_id())
+
+
+def post(client, body):
+    return client.post("/api/vms", data=json.dumps(body), content_type="application/json")
+
+
+def nothing_left(vm_id: str | None = None):
+    assert Vm.objects.count() == 0
+    assert PortAllocation.objects.count() == 0
+    if vm_id:
+        assert not (conf.vms_dir() / vm_id).exists()
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"image": "x", "engine": "vmware"}, "engine"),
+    ({"image": "../etc/passwd"}, "image"),
+    ({"image": "a/b"}, "image"),
+    ({"image": ".hidden"}, "image"),
+    ({"image": ".."}, "image"),
+    ({"image": "x", "cpu": 0}, "cpu"),
+    ({"image": "x", "mem": -1}, "mem"),
+    ({"image": "x", "disk": 0}, "disk"),
+    ({"image": "x", "ports": list(range(1000, 1257))}, "ports"),
+    ({"image": "x", "ports": [0]}, "ports"),
+    ({"image": "x", "ports": [65536]}, "ports"),
+    ({"image": "x", "ssh_keys": ["ssh-ed25519 not-base64!"]}, "ssh_keys"),
+    ({"image": "x", "ssh_keys": ["hello world"]}, "ssh_keys"),
+    ({"image": "x", "id": ".dot"}, "id"),
+    ({"image": "x", "id": "a/b"}, "id"),
+    ({"image": "x", "id": "x" * 129}, "id"),
+    ({"image": "x", "hostname": "bad host"}, "hostname"),
+])
+def test_bad_input_is_400(client, body, field):
+    reply = post(client, body)
+    assert reply.status_code == 400, reply.content
+    data = reply.json()
+    assert field in data["detail"], data
+    nothing_left()
+
+
+def test_255_ports_plus_22_is_too_many_for_a_vm_engine(client):
+    reply = post(client, {"image": "x", "ports": list(range(1000, 1256))})
+    assert reply.status_code == 400 and "at most 256" in reply.json()["detail"]
+    nothing_left()
+
+
+def test_engine_not_available_is_422_naming_it(client):
+    reply = post(client, {"image": "x", "engine": "bhyve"})
+    assert reply.status_code == 422
+    assert "bhyve" in reply.json()["detail"]
+    nothing_left()
+
+
+def test_unknown_vm_is_404_with_detail(client):
+    for reply in (client.get("/api/vms/nope"), client.delete("/api/vms/nope"), client.post("/api/vms/nope/stop")):
+        assert reply.status_code == 404 and "nope" in reply.json()["detail"]
+
+
+def test_docker_unknown_image_and_capacity(client, docker_tiny):
+    reply = post(client, {"image": "ttstack/no-such-image", "engine": "docker"})
+    assert reply.status_code == 400 and "unknown image" in reply.json()["detail"]
+    reply = post(client, {"image": TINY, "engine": "docker", "cpu": 4096})
+    assert reply.status_code == 422 and "cpu" in reply.json()["detail"]
+    reply = post(client, {"image": TINY, "engine": "docker", "mem": 1 << 30})
+    assert reply.status_code == 422 and "mem" in reply.json()["detail"]
+    nothing_left()
+    assert containers_of(conf.host_id()) == []
+
+
+@pytest.fixture
+def broken_image(docker_tiny):
+    """A docker image whose command does not exist: the container is created, then fails to start."""
+    from agent.imagebuild.docker_tiny import root_tar
+    from tests.agent.conftest import docker_client
+
+    client = docker_client()
+    client.api.import_image_from_data(root_tar(), repository="ttstack/test-broken", tag="latest",
+                                      changes=['CMD ["/no/such/command"]'])
+    yield "ttstack/test-broken:latest"
+    remove_containers_of(conf.host_id())
+    client.images.remove("ttstack/test-broken:latest", force=True)
+
+
+def test_failed_create_cleans_up_and_keeps_a_failed_record(client, broken_image):
+    reply = post(client, {"id": "broken", "image": broken_image, "engine": "docker", "ports": [80], "mem": 64})
+    assert reply.status_code == 500
+    data = reply.json()
+    assert "broken" in data["detail"] and data["vm"]["state"] == "failed" and data["vm"]["error"]
+    vm = client.get("/api/vms/broken").json()
+    assert vm["state"] == "failed" and vm["port_map"] == {}
+    assert PortAllocation.objects.count() == 0
+    assert containers_of(conf.host_id()) == []
+    assert not (conf.vms_dir() / "broken").exists()
+    assert client.post("/api/vms/broken/start").status_code == 409
+    assert client.delete("/api/vms/broken").status_code == 204
+    nothing_left()
+
+
+def make_base(directory: Path, name: str, size: str = "64M", fmt: str = "qcow2") -> Path:
+    path = directory / f"{name}.{fmt}"
+    subprocess.run(["qemu-img", "create", "-q", "-f", fmt, str(path), size], check=True)
+    return path
+
+
+def test_file_storage_overlay_never_copies_the_base(tmp_path):
+    base = make_base(tmp_path, "big", "8G", "raw")
+    image = Image(name="big", engine_kind="vm", disk=base, disk_format="raw")
+    storage = FileStorage()
+    workdir = tmp_path / "vm"
+    disk = storage.create_disk("vm", image, 10240, workdir)
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(disk)], check=True,
+                                     capture_output=True, text=True).stdout)
+    assert info["format"] == "qcow2"
+    assert Path(info["backing-filename"]) == base
+    assert info["virtual-size"] == 10240 * 1024 * 1024
+    assert disk.stat().st_size < 2 * 1024 * 1024  # an overlay, not a copy
+    # smaller than the base: the overlay keeps the base's size
+    small = storage.create_disk("vm2", image, 100, tmp_path / "vm2")
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(small)], check=True,
+                                     capture_output=True, text=True).stdout)
+    assert info["virtual-size"] == 8 * 1024 ** 3
+    storage.destroy_disk("vm", workdir)
+    storage.destroy_disk("vm", workdir)  # idempotent
+    assert not disk.exists()
+
+
+def test_images_listing_and_names(agent_env):
+    from agent import images
+
+    directory = agent_env / "images"
+    make_base(directory, "plain")
+    (directory / "kernel-img").mkdir()
+    make_base(directory / "kernel-img", "disk")
+    (directory / "kernel-img" / "vmlinuz").write_bytes(b"k")
+    (directory / "kernel-img" / "image.json").write_text(json.dumps(
+        {"disk": "disk.qcow2", "format": "qcow2", "kernel": "vmlinuz", "description": "with a kernel"}))
+    (directory / "escape").mkdir()
+    (directory / "escape" / "image.json").write_text(json.dumps({"disk": "../plain.qcow2"}))
+    (directory / ".hidden.qcow2").write_bytes(b"")
+    found = {i.name: i for i in images.disk_images(directory)}
+    assert set(found) == {"plain", "kernel-img"}
+    assert found["kernel-img"].kernel == (directory / "kernel-img" / "vmlinuz").resolve()
+    assert images.find_disk_image("escape", directory) is None
+    for bad in ("../plain", "a/b", ".hidden", ""):
+        with pytest.raises(images.ImageNameError):
+            images.check_name(bad)
+    assert images.check_name("ttstack/tiny:latest", docker=True)
+    assert images.docker_ref("ttstack/tiny") == "ttstack/tiny:latest"
+
+
+def test_ports_probe_unique_and_release(monkeypatch):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        monkeypatch.setenv("TTSTACK_PORT_RANGE", f"{taken}-{taken + 3}")
+        a = Vm.objects.create(id="a", image="x", engine="docker", cpu=1, mem=1, disk=1, hostname="a")
+        b = Vm.objects.create(id="b", image="x", engine="docker", cpu=1, mem=1, disk=1, hostname="b")
+        got_a = ports.allocate(a, [80, 22], "127.0.0.1")
+        assert taken not in got_a.values() and len(set(got_a.values())) == 2
+        got_b = ports.allocate(b, [80], "127.0.0.1")
+        assert not set(got_b.values()) & set(got_a.values()) and taken not in got_b.values()
+        with pytest.raises(ports.NoFreePort):
+            ports.allocate(b, [81], "127.0.0.1")
+        ports.release("a")
+        assert set(ports.allocate(b, [81], "127.0.0.1").values()) <= set(got_a.values())
+
+
+def test_failed_qemu_create_removes_overlay_and_seed(client, agent_env, monkeypatch):
+    """A failure after the disk and seed exist: overlay, seed, work dir and ports are all removed."""
+    require("libvirt")
+    base = make_base(agent_env / "images", "blank")
+    before = base.read_bytes()
+    seen = {}
+
+    def failing_create(self, spec):
+        seen["disk"], seen["seed"] = spec.disk_path, spec.seed_path
+        assert spec.disk_path.exists() and spec.seed_path.exists()
+        raise EngineError("injected failure")
+
+    engine = registry.available("qemu")
+    monkeypatch.setattr(type(engine), "create", failing_create)
+    reply = post(client, {"id": "q1", "image": "blank", "ssh_keys": [KEY], "mem": 128, "disk": 1024})
+    assert reply.status_code == 500 and "injected failure" in reply.json()["detail"]
+    assert not seen["disk"].exists() and not seen["seed"].exists()
+    assert not (conf.vms_dir() / "q1").exists()
+    assert PortAllocation.objects.count() == 0
+    assert Vm.objects.get(pk="q1").state == "failed"
+    assert base.read_bytes() == before
+    assert client.delete("/api/vms/q1").status_code == 204
+
+
+def test_info_shape(client):
+    data = client.get("/api/info").json()
+    assert set(data) == {"host_id", "hostname", "version", "engines", "engines_unavailable", "storage",
+                         "resources", "images", "vm_count"}
+    assert data["host_id"] == conf.host_id() and data["storage"] == "file"
+    assert "bhyve" in data["engines_unavailable"] and "bhyve" not in data["engines"]
+    assert set(data["resources"]) == {"cpu_total", "mem_total", "disk_total", "cpu_used", "mem_used", "disk_used"}
+    assert client.get("/api/images").status_code == 200
+
+
+def test_generated_id_and_reservations(client, docker_tiny):
+    reply = post(client, {"image": TINY, "engine": "docker", "cpu": 1, "mem": 32, "disk": 10})
+    assert reply.status_code == 201, reply.content
+    vm = reply.json()
+    assert vm["id"].startswith("vm-") and vm["hostname"] == vm["id"] and vm["ports"] == []
+    res = services.resources()
+    assert (res["cpu_used"], res["mem_used"], res["disk_used"]) == (1, 32, 10)
+    assert client.delete(f"/api/vms/{vm['id']}").status_code == 204
+    nothing_left()

@@ -1,0 +1,259 @@
+"""The controller API in-process: validation, placement replies, visibility, query counts.
+Jobs are not run here (their tasks stay pending); the acceptance tests run them against real agents."""
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from fleet.choices import EnvState, HostState, VmState
+from fleet.models import Environment, Host, Vm
+from fleet.placement import host_caps
+from ttproject.tasks.models import Task
+
+from .helpers import agent_info, env_body, ssh_key
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("ttproject.urls.controller")]
+
+
+@pytest.fixture
+def api(settings):
+    settings.API_KEY = "k"
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Bearer k")
+    return client
+
+
+def make_host(addr="127.0.0.1:1", **info_kw) -> Host:
+    host = Host(addr=addr, state=HostState.ONLINE)
+    host.apply_info(agent_info(**info_kw))
+    host.save()
+    return host
+
+
+def nothing_saved():
+    assert Environment.objects.count() == 0 and Vm.objects.count() == 0 and Task.objects.count() == 0
+
+
+def test_create_places_reserves_and_answers_202(api):
+    h1, h2 = make_host("127.0.0.1:1", cpu=2), make_host("127.0.0.1:2", cpu=2)
+    body = env_body(cpu=2)
+    body["vms"] = body["vms"] * 2
+    r = api.post("/api/envs", body, format="json")
+    assert r.status_code == 202, r.json()
+    data = r.json()
+    assert data["state"] == EnvState.CREATING and data["task"]
+    assert {vm["host"] for vm in data["vms"]} == {h1.id, h2.id}
+    assert [vm["id"] for vm in data["vms"]] == ["my-env-0", "my-env-1"]
+    assert Task.objects.get(pk=data["task"]).action == "fleet.env_create"
+    # both hosts are now full: the next request is refused with a reason per host
+    r = api.post("/api/envs", env_body("other"), format="json")
+    assert r.status_code == 422
+    assert "not enough capacity" in r.json()["detail"] and "127.0.0.1:2" in r.json()["detail"]
+
+
+def test_defaults_of_the_contract(api):
+    make_host(cpu=64, mem=1 << 20, disk=1 << 30)
+    body = {"id": "d", "ssh_keys": [ssh_key()], "vms": [{"image": "alpine"}]}
+    r = api.post("/api/envs", body, format="json")
+    assert r.status_code == 202, r.json()
+    vm = r.json()["vms"][0]
+    assert (vm["engine"], vm["cpu"], vm["mem"], vm["disk"], vm["ports"], vm["deny_outgoing"]) == \
+        ("qemu", 2, 1024, 40960, [22], False)
+    env = Environment.objects.get(pk="d")
+    assert env.lifetime == 21600 and env.expires_at is not None
+
+
+def test_lifetime_zero_never_expires(api):
+    make_host()
+    body = env_body()
+    body["lifetime"] = 0
+    assert api.post("/api/envs", body, format="json").status_code == 202
+    assert Environment.objects.get().expires_at is None
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"id": ".hidden"}, "id"),
+    ({"id": "a/b"}, "id"),
+    ({"id": "x" * 129}, "id"),
+    ({"id": ""}, "id"),
+    ({"vms": []}, "vms"),
+    ({"ssh_keys": []}, "ssh_keys"),
+    ({"ssh_keys": ["ssh-ed25519 not-base64!"]}, "ssh_keys"),
+    ({"ssh_keys": ["hello"]}, "ssh_keys"),
+    ({"lifetime": -1}, "lifetime"),
+    ({"lifetime": 10**12}, "lifetime"),
+    ({"vms": [{"image": "alpine", "engine": "vmware"}]}, "vms"),
+    ({"vms": [{"image": "alpine", "cpu": -2}]}, "vms"),
+    ({"vms": [{"image": "alpine", "cpu": 0}]}, "vms"),
+    ({"vms": [{"image": "alpine", "mem": 10**12}]}, "vms"),
+    ({"vms": [{"image": "alpine", "disk": "lots"}]}, "vms"),
+    ({"vms": [{"image": "alpine", "ports": [70000]}]}, "vms"),
+    ({"vms": [{"engine": "docker"}]}, "vms"),
+])
+def test_bad_input_is_refused_and_nothing_saved(api, change, field):
+    make_host()
+    body = env_body()
+    body.update(change)
+    r = api.post("/api/envs", body, format="json")
+    assert r.status_code == 400, r.json()
+    assert field in r.json()["detail"]
+    nothing_saved()
+
+
+def test_duplicate_id_is_409(api):
+    make_host()
+    assert api.post("/api/envs", env_body(), format="json").status_code == 202
+    r = api.post("/api/envs", env_body(), format="json")
+    assert r.status_code == 409 and "already exists" in r.json()["detail"]
+    assert Environment.objects.count() == 1 and Task.objects.count() == 1
+
+
+def test_nothing_fits_is_422_with_reason_per_host(api):
+    make_host("127.0.0.1:1", engines=("qemu",))
+    offline = make_host("127.0.0.1:2")
+    Host.objects.filter(pk=offline.pk).update(state=HostState.OFFLINE)
+    drained = make_host("127.0.0.1:3")
+    Host.objects.filter(pk=drained.pk).update(drain=True)
+    r = api.post("/api/envs", env_body(), format="json")
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert "engine docker not available" in detail and "offline" in detail and "draining" in detail
+    nothing_saved()
+
+
+def test_qemu_image_absent_is_422(api):
+    make_host()
+    r = api.post("/api/envs", env_body(engine="qemu", image="alpine-cloud"), format="json")
+    assert r.status_code == 422 and "image alpine-cloud not present" in r.json()["detail"]
+    nothing_saved()
+
+
+def test_no_hosts_is_422(api):
+    r = api.post("/api/envs", env_body(), format="json")
+    assert r.status_code == 422 and "no hosts" in r.json()["detail"]
+
+
+def test_unknown_ids_are_404(api):
+    for path in ("/api/envs/nope", "/api/vms/nope", "/api/hosts/99", "/api/hosts/abc"):
+        r = api.get(path)
+        assert r.status_code == 404 and r.json()["detail"], path
+    assert api.delete("/api/envs/nope").status_code == 404
+    assert api.post("/api/envs/nope/stop").status_code == 404
+
+
+def test_key_required(api):
+    assert APIClient().get("/api/envs").status_code in (401, 403)
+    assert APIClient().get("/").status_code == 200
+
+
+def test_stop_while_creating_is_409(api):
+    make_host()
+    api.post("/api/envs", env_body(), format="json")
+    r = api.post("/api/envs/my-env/stop")
+    assert r.status_code == 409 and "creating" in r.json()["detail"]
+
+
+def test_delete_answers_202_with_task_and_is_idempotent(api):
+    make_host()
+    api.post("/api/envs", env_body(), format="json")
+    r = api.delete("/api/envs/my-env")
+    assert r.status_code == 202 and r.json()["state"] == EnvState.DELETING
+    first = r.json()["task"]
+    again = api.delete("/api/envs/my-env")
+    assert again.status_code == 202 and again.json()["task"] == first
+
+
+def test_owners_see_only_their_environments(api):
+    make_host(cpu=64, mem=1 << 20)
+    bob = User.objects.create_user("bob")
+    token = Token.objects.create(user=bob)
+    owner = APIClient()
+    owner.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+    api.post("/api/envs", env_body("alice-env"), format="json")
+    r = owner.post("/api/envs", {**env_body("bob-env"), "owner": "mallory"}, format="json")
+    assert r.status_code == 202 and r.json()["owner"] == "bob"
+    assert [e["id"] for e in owner.get("/api/envs").json()] == ["bob-env"]
+    assert owner.get("/api/envs/alice-env").status_code == 404
+    assert owner.get("/api/vms/alice-env-0").status_code == 404
+    assert owner.get("/api/hosts").status_code == 403
+    assert {e["id"] for e in api.get("/api/envs").json()} == {"alice-env", "bob-env"}
+
+
+def test_list_query_count_is_constant(api, django_assert_num_queries):
+    make_host(cpu=1000, mem=1 << 30, disk=1 << 40)
+    for i in range(3):
+        api.post("/api/envs", env_body(f"e{i}"), format="json")
+    # envs, then their VMs with their hosts' addresses: two queries however many rows
+    with django_assert_num_queries(2):
+        assert len(api.get("/api/envs").json()) == 3
+    for i in range(3, 30):
+        body = env_body(f"e{i}")
+        body["vms"] = body["vms"] * 3
+        api.post("/api/envs", body, format="json")
+    with django_assert_num_queries(2):
+        data = api.get("/api/envs").json()
+    assert len(data) == 30 and len(data[0]["vms"]) == 3
+
+
+def test_filters(api):
+    make_host(cpu=64, mem=1 << 20)
+    api.post("/api/envs", env_body("a"), format="json")
+    Environment.objects.filter(pk="a").update(state=EnvState.ACTIVE)
+    api.post("/api/envs", env_body("b"), format="json")
+    assert [e["id"] for e in api.get("/api/envs?state=active").json()] == ["a"]
+    assert api.get("/api/envs?state=bogus").status_code == 400
+
+
+def test_hosts_unreachable_invalid_and_delete_rules(api):
+    from tests.conftest import free_port
+
+    addr = f"127.0.0.1:{free_port()}"
+    r = api.post("/api/hosts", {"addr": addr}, format="json")
+    assert r.status_code == 400 and "cannot register" in r.json()["detail"]
+    assert api.post("/api/hosts", {"addr": "not an addr"}, format="json").status_code == 400
+    assert api.post("/api/hosts", {}, format="json").status_code == 400
+    assert Host.objects.count() == 0
+    host = make_host()
+    assert api.post("/api/hosts", {"addr": host.addr}, format="json").status_code == 409
+    api.post("/api/envs", env_body(), format="json")
+    r = api.delete(f"/api/hosts/{host.id}")
+    assert r.status_code == 409 and "1 VM" in r.json()["detail"]
+    Vm.objects.update(gone=True, state=VmState.DELETED)
+    assert api.delete(f"/api/hosts/{host.id}").status_code == 204
+    r = api.patch("/api/hosts/99", {"drain": True}, format="json")
+    assert r.status_code == 404
+
+
+def test_drain_via_patch_stops_placements(api):
+    host = make_host()
+    r = api.patch(f"/api/hosts/{host.id}", {"drain": True}, format="json")
+    assert r.status_code == 200 and r.json()["drain"] is True
+    assert api.post("/api/envs", env_body(), format="json").status_code == 422
+
+
+def test_status_and_images(api):
+    make_host("127.0.0.1:1", cpu=4, mem=4096)
+    h2 = make_host("127.0.0.1:2", cpu=4, mem=4096)
+    Host.objects.filter(pk=h2.pk).update(state=HostState.OFFLINE)
+    api.post("/api/envs", env_body(cpu=3, mem=1000), format="json")
+    s = api.get("/api/status").json()
+    assert (s["hosts"], s["hosts_online"], s["total_envs"], s["total_vms"]) == (2, 1, 1, 1)
+    assert (s["cpu_total"], s["cpu_used"], s["mem_total"], s["mem_used"]) == (8, 3, 8192, 1000)
+    images = api.get("/api/images").json()
+    assert images[0]["name"] == "alpine" and len(images[0]["hosts"]) == 2
+
+
+def test_stopped_vms_keep_only_their_disk():
+    host = make_host(cpu=4, mem=4096, disk=1000)
+    env = Environment.objects.create(id="e", ssh_keys=[])
+    Vm.objects.create(id="e-0", env=env, host=host, image="i", engine="docker", cpu=2, mem=1000, disk=300,
+                      state=VmState.STOPPED)
+    Vm.objects.create(id="e-1", env=env, host=host, image="i", engine="docker", cpu=1, mem=500, disk=200,
+                      state=VmState.RUNNING)
+    Vm.objects.create(id="e-2", env=env, host=host, image="i", engine="docker", cpu=1, mem=500, disk=200,
+                      state=VmState.FAILED, gone=True)
+    from fleet.models import reserved_by_host
+
+    cap = host_caps([host], reserved_by_host())[0]
+    assert (cap.cpu_free, cap.mem_free, cap.disk_free) == (3, 3596, 500)
