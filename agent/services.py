@@ -162,9 +162,15 @@ def resolve_image(name: str, engine_name: str, engine: Engine) -> Image:
     except images.ImageNameError as exc:
         raise ValidationError({"image": [str(exc)]}) from exc
     if engine.is_vm or registry.is_vm_engine(engine_name):
-        image = images.find_disk_image(name, getattr(storages.get(), "image_dir", None))
+        storage = storages.get()
+        if storage.name == "file":
+            image = images.find_disk_image(name, getattr(storage, "image_dir", None))
+            where = str(conf.image_dir())
+        else:
+            image = next((i for i in storage.images() if i.name == name), None)
+            where = f"the {storage.name} storage"
         if image is None:
-            raise ValidationError({"image": [f"unknown image {name!r}: no such disk image in {conf.image_dir()}"]})
+            raise ValidationError({"image": [f"unknown image {name!r}: no such disk image in {where}"]})
         return image
     finder = getattr(engine, "find_image", None)
     if finder is not None:
@@ -322,7 +328,8 @@ def _teardown(vm: Vm, spec: GuestSpec, engine: Engine | None) -> None:
         engine.destroy(spec)
     if spec.workdir:
         try:
-            storages.get().destroy_disk(vm.id, spec.workdir)
+            if registry.is_vm_engine(vm.engine) or vm.disk_path:
+                storages.get().destroy_disk(vm.id, spec.workdir)
         except StorageError as exc:
             log.warning("removing the disk of %s: %s", vm.id, exc)
         shutil.rmtree(spec.workdir, ignore_errors=True)

@@ -168,7 +168,7 @@ def main() -> None:
     if not args.skip_docker:
         bench_docker(args.reps)
     if not args.skip_qemu:
-        bench_qemu(max(3, args.reps // 2 + 1))
+        bench_qemu(args.reps)
 
 
 if __name__ == "__main__":

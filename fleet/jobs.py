@@ -95,6 +95,7 @@ def _create_one(env: Environment, vm: Vm, ctx) -> str | None:
     if _env_state(env.id) != EnvState.CREATING:
         return "cancelled: the environment is being deleted"
     _vm_update(vm, state=VmState.CREATING)
+    started = time.monotonic()
     try:
         with AgentClient.for_host(vm.host) as agent:
             data = agent.create_vm(vm.agent_request(env.ssh_keys))
@@ -107,7 +108,7 @@ def _create_one(env: Environment, vm: Vm, ctx) -> str | None:
     vm.apply_agent(data)
     _vm_update(vm, state=vm.state if vm.state != VmState.CREATING else VmState.RUNNING, ip=vm.ip,
                port_map=vm.port_map, publish_addr=vm.publish_addr, error=vm.error)
-    ctx.log(f"VM {vm.id} on {vm.host.addr}: {vm.state} {vm.port_map}")
+    ctx.log(f"VM {vm.id} on {vm.host.addr}: {vm.state} {vm.port_map} ({time.monotonic() - started:.2f} s)")
     if vm.state == VmState.FAILED:
         _vm_update(vm, doomed=True)
         return vm.error

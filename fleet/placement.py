@@ -36,9 +36,9 @@ def host_caps(hosts: list[Host], reserved: dict[int, dict]) -> list[scheduler.Ho
         caps.append(scheduler.HostCap(
             id=h.id, name=f"host {h.id} ({h.addr})", online=h.state == HostState.ONLINE, drain=h.drain,
             engines=frozenset(h.engines or ()), images=images,
-            cpu_free=cpu_total - max(r.get("cpu") or 0, h.cpu_used),
-            mem_free=h.mem_total - max(r.get("mem") or 0, h.mem_used),
-            disk_free=h.disk_total - max(r.get("disk") or 0, h.disk_used),
+            cpu_free=cpu_total - (r.get("cpu") or 0),
+            mem_free=h.mem_total - (r.get("mem") or 0),
+            disk_free=h.disk_total - (r.get("disk") or 0),
         ))
     return caps
 

@@ -3,7 +3,7 @@ of queries, whatever the number of rows."""
 
 from __future__ import annotations
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q
 
 from .choices import HostState
 from .models import Environment, Host, Vm, reserved_by_host
@@ -70,7 +70,9 @@ def fleet_status() -> dict:
     out = {"hosts": len(hosts), "hosts_online": sum(h["state"] == HostState.ONLINE for h in hosts)}
     for res, key in (("cpu", "cpu"), ("mem", "mem"), ("disk", "disk")):
         out[f"{res}_total"] = sum(h[f"{res}_total"] for h in hosts)
-        out[f"{res}_used"] = sum(max(h[f"{res}_used"], reserved.get(h["id"], {}).get(key) or 0) for h in hosts)
+        # used = reserved by the controller's live VMs (what placement counts); agents' own figures
+        # are on each host's "resources".
+        out[f"{res}_used"] = sum(reserved.get(h["id"], {}).get(key) or 0 for h in hosts)
     envs = dict(Environment.objects.values_list("state").annotate(n=Count("id")))
     vms = dict(Vm.objects.filter(gone=False).values_list("state").annotate(n=Count("id")))
     out.update(total_envs=sum(envs.values()), total_vms=sum(vms.values()), envs_by_state=envs,
@@ -101,6 +103,3 @@ def fleet_images() -> list[dict]:
 def live_vm_count(host_id: int) -> int:
     return Vm.objects.filter(Q(host_id=host_id) & Q(gone=False)).count()
 
-
-def reserved_total() -> dict:
-    return Vm.objects.filter(gone=False).aggregate(cpu=Sum("cpu"), mem=Sum("mem"), disk=Sum("disk"))

@@ -7,8 +7,9 @@ first so a big VM is not left without room by small ones.
 
 A host can take a VM when it is online, not drained, has the VM's engine available, has the image
 (any image for engines in IMAGE_FREE_ENGINES: docker images are tags, checked by the agent), and has
-free cpu, mem and disk. Free = total - max(reserved by the controller's live VMs, used as the agent
-reports it): placements not yet on the agent count, and so does what the agent runs for others.
+free cpu, mem and disk. Free = total (cpu times TTSTACK_CPU_OVERCOMMIT) - what the controller's own
+live VMs reserve: placements not yet on the agent count at once, and a delete frees its share as soon
+as the agent confirmed it (the agent's own "used" figures lag by a heartbeat, so they are only shown).
 Stopped VMs keep their disk reservation only (callers sum them that way).
 
 Nothing is read from or written to the database here; fleet.placement does the locking.

@@ -1,5 +1,5 @@
-"""Routes of the fleet app (API under api/, pages at the root)."""
+"""Routes of the fleet app: the pages (dashboard, owners' pages) first, then the API under api/."""
 
 from django.urls import include, path
 
-urlpatterns = [path("", include("fleet.api.urls"))]
+urlpatterns = [path("", include("fleet.pages.urls")), path("", include("fleet.api.urls"))]

@@ -1,22 +1,15 @@
 """Routes of the localvm app. Static paths come before the name routes, and a name route never
 swallows a suffix: `api/vms/<name>/config` is its own route (names of pulled OCI images contain '/')."""
 
-from django.http import HttpResponse
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
 from .api import views
 
 NAME = r"(?P<name>[^?#]+?)"
 
 
-def index(request):
-    # The page comes later; for now a pointer to the API.
-    return HttpResponse("<!doctype html><title>de taartenfabriek</title><h1>de taartenfabriek</h1>"
-                        "<p>API: <a href='/api/docs/'>/api/docs/</a></p>")
-
-
 urlpatterns = [
-    path("", index, name="localvm-index"),
+    path("", include("localvm.pages.urls")),
     path("api/settings/github-token", views.GitHubTokenView.as_view(), name="localvm-github-token"),
     path("api/tart/version", views.TartVersionView.as_view(), name="localvm-tart-version"),
     path("api/vms", views.VMListView.as_view(), name="localvm-vms"),

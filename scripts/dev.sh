@@ -57,6 +57,8 @@ if ! docker info >/dev/null 2>&1; then
   STARTED+=(dockerd)
   wait_until 60 docker info || { tail -20 /var/log/ttstack-dockerd.log; exit 1; }
 fi
+# Debian's udev would make /dev/kvm root:kvm 0660; without it libvirt re-probes qemu on every call.
+if [ -e /dev/kvm ] && getent group kvm >/dev/null; then chgrp kvm /dev/kvm && chmod 0660 /dev/kvm; fi
 if ! pgrep -x virtlogd >/dev/null; then virtlogd -d; STARTED+=(virtlogd); fi
 if ! virsh -c qemu:///system version >/dev/null 2>&1; then
   log "starting libvirtd"
@@ -101,7 +103,7 @@ fi
 export PATH="$ROOT/.venv/bin:$PATH"
 
 if [ "$MODE" = up ]; then
-  DATA=${TTSTACK_DATA_DIR:-$HOME/.ttstack}
+  DATA=${TTSTACK_DATA_DIR:-/var/lib/ttstack}
   log "building the demo images (cached after the first run)"
   TTSTACK_DATA_DIR=$DATA/agent ttstack image build docker-tiny
   TTSTACK_DATA_DIR=$DATA/agent ttstack image build tiny

@@ -24,6 +24,10 @@ DEFAULT_PORTS = {"controller": 9200, "agent": 9100, "localvm": 8000}
 STORAGE_ALIASES = {"file": "file", "raw": "file", "zvol": "zvol", "zfs": "zvol"}
 
 
+def _default_data_dir() -> Path:
+    return Path("/var/lib/ttstack") if os.geteuid() == 0 else Path.home() / ".ttstack"
+
+
 def _setup(role: str):
     os.environ["TTSTACK_ROLE"] = role
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ttproject.settings")
@@ -156,7 +160,7 @@ def up(args) -> int:
     """The main job on one machine: controller + worker + a local agent, the host registered."""
     import httpx
 
-    data_dir = Path(os.environ.get("TTSTACK_DATA_DIR", Path.home() / ".ttstack")).expanduser()
+    data_dir = Path(os.environ.get("TTSTACK_DATA_DIR", _default_data_dir())).expanduser()
     data_dir.mkdir(parents=True, exist_ok=True)
     key_file = data_dir / "api_key"
     key = args.api_key or os.environ.get("TTSTACK_API_KEY")

@@ -22,7 +22,10 @@ def env_bool(name: str, default: bool = False) -> bool:
     return os.environ.get(name, str(default)).strip().lower() in ("1", "true", "yes", "on")
 
 
-DATA_DIR = Path(os.environ.get("TTSTACK_DATA_DIR", Path.home() / ".ttstack")).expanduser()
+# root (a host running VMs) keeps its data under /var/lib: qemu runs as libvirt-qemu under
+# qemu:///system and must be able to walk into the directories of the VMs' disks (/root is 0700).
+DEFAULT_DATA_DIR = Path("/var/lib/ttstack") if os.geteuid() == 0 else Path.home() / ".ttstack"
+DATA_DIR = Path(os.environ.get("TTSTACK_DATA_DIR", DEFAULT_DATA_DIR)).expanduser()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 

@@ -27,6 +27,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from agent.engines import probes
 from agent.engines.base import MISSING, RUNNING, STOPPED, Engine, EngineError, EngineUnavailable, GuestSpec
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,20 @@ def _probe_kernels(extra: Path | None) -> list[Path]:
     return [k for k in kernels if k and k.is_file()]
 
 
+def boot_kernel(accel: str, kernel: Path, timeout: float = KVM_PROBE_TIMEOUT) -> bool:
+    """Does `kernel` get through its init (to the "no root fs" panic) under qemu's `accel` within timeout?"""
+    args = [QEMU_BINARY, "-accel", accel, "-m", "128", "-nodefaults", "-display", "none", "-no-reboot",
+            "-serial", "stdio", "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1"]
+    try:
+        out = subprocess.run(args, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL).stdout
+    except subprocess.TimeoutExpired:
+        return False
+    except OSError as exc:
+        log.warning("cannot run %s: %s", QEMU_BINARY, exc)
+        return False
+    return b"Kernel panic" in out or b"Run /init" in out
+
+
 def kvm_works(kernel: Path | None = None, timeout: float = KVM_PROBE_TIMEOUT) -> bool | None:
     """Does a KVM guest boot a Linux kernel to its "no root fs" panic here? None if no kernel to try.
 
@@ -70,25 +85,10 @@ def kvm_works(kernel: Path | None = None, timeout: float = KVM_PROBE_TIMEOUT) ->
         kernels = _probe_kernels(kernel)
         if not kernels:
             return None
-        args = [QEMU_BINARY, "-accel", "kvm", "-m", "128", "-nodefaults", "-nographic", "-no-reboot",
-                "-serial", "stdio", "-kernel", str(kernels[0]), "-append", "console=ttyS0 panic=-1"]
-        try:
-            out = subprocess.run(args, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL).stdout
-            ok = b"Kernel panic" in out or b"Run /init" in out
-        except subprocess.TimeoutExpired:
-            ok = False
-        except OSError as exc:
-            log.warning("kvm probe could not run %s: %s", QEMU_BINARY, exc)
-            ok = False
+        ok = boot_kernel("kvm", kernels[0], timeout)
         log.info("kvm probe with %s: %s", kernels[0].name, "works" if ok else "does not work, using TCG")
         _kvm_result = ok
         return ok
-
-
-def _reset_kvm_probe() -> None:  # for tests
-    global _kvm_result
-    with _kvm_lock:
-        _kvm_result = None
 
 
 def _mac(vm_id: str) -> str:
@@ -233,8 +233,10 @@ class QemuEngine(Engine):
                     if uid == 0:
                         return None
                     gids = {gid}
-                    try:
-                        gids.update(os.getgrouplist(pwd.getpwuid(uid).pw_name, gid))
+                    try:  # as libvirt does: the passwd primary group and its list, plus the label's group
+                        entry = pwd.getpwuid(uid)
+                        gids.add(entry.pw_gid)
+                        gids.update(os.getgrouplist(entry.pw_name, entry.pw_gid))
                     except (KeyError, OSError):
                         pass
                     return uid, gids
@@ -273,7 +275,13 @@ class QemuEngine(Engine):
             return "qemu"
         if self.accel == "kvm":
             return "kvm"
-        return "kvm" if kvm_works(spec.image.kernel) else "qemu"
+        # The shared boot-sector probe first (cached for the process, also used by firecracker); when it
+        # passes, also a 64-bit kernel must get through its init: here BIOS code runs under KVM but Linux hangs.
+        ok, why = probes.kvm_works()
+        if not ok:
+            log.debug("KVM not used: %s", why)
+            return "qemu"
+        return "qemu" if kvm_works(spec.image.kernel) is False else "kvm"
 
     def console_log(self, spec: GuestSpec) -> Path:
         return self._workdir(spec) / CONSOLE_LOG
@@ -321,7 +329,8 @@ class QemuEngine(Engine):
             "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>",
             "<memballoon model='none'/>",
         ]
-        cpu = "<cpu mode='host-passthrough'/>" if dtype == "kvm" else ""
+        # TCG's "max" model: everything TCG emulates, so images built for x86-64-v2 and later boot too.
+        cpu = "<cpu mode='host-passthrough'/>" if dtype == "kvm" else "<cpu mode='maximum' check='none'/>"
         nic = (f"virtio-net-pci,netdev=ttnet0,mac={_mac(spec.vm_id)},bus=pci.0,addr={NIC_PCI_SLOT:#x},romfile=")
         qemu_args = ["-netdev", netdev_arg(spec), "-device", nic]
         meta = (f"<{METADATA_PREFIX}:vm xmlns:{METADATA_PREFIX}={quoteattr(METADATA_NS)}>"
@@ -337,7 +346,7 @@ class QemuEngine(Engine):
             f"  <vcpu>{int(spec.cpu)}</vcpu>",
             "  <os>" + "".join(os_parts) + "</os>",
             "  <features><acpi/><apic/></features>",
-            f"  {cpu}" if cpu else "",
+            f"  {cpu}",
             "  <clock offset='utc'/>",
             "  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>",
             "  <devices>" + "".join(devices) + "</devices>",
@@ -355,11 +364,32 @@ class QemuEngine(Engine):
             caps = ET.fromstring(conn.getCapabilities())
         except (EngineError, libvirt.libvirtError) as exc:
             return False, str(exc)
+        self._warn_kvm_permissions()
         for guest in caps.iter("guest"):
             arch = guest.find("arch")
             if arch is not None and arch.get("name") == "x86_64":
                 return True, ""
         return False, f"libvirt at {self.uri} offers no x86_64 guests (is qemu-system-x86 installed?)"
+
+    def _warn_kvm_permissions(self) -> None:
+        """libvirt re-probes qemu (seconds, serialised) on every call when /dev/kvm is usable by root only:
+        its capabilities cache says "kvm" while the qemu user cannot open the device, so the cache never
+        validates. udev normally makes /dev/kvm root:kvm 0660; containers without udev do not."""
+        ident = self._dac_identity()
+        if ident is None or not os.path.exists("/dev/kvm"):
+            return
+        uid, gids = ident
+        st = os.stat("/dev/kvm")
+        if st.st_uid == uid:
+            ok = st.st_mode & 0o600 == 0o600
+        elif st.st_gid in gids:
+            ok = st.st_mode & 0o060 == 0o060
+        else:
+            ok = st.st_mode & 0o006 == 0o006
+        if not ok:
+            log.warning("/dev/kvm (mode %o, gid %d) is not usable by qemu's user: every libvirt call will "
+                        "re-probe qemu and take seconds; run `chgrp kvm /dev/kvm && chmod 0660 /dev/kvm` "
+                        "(what udev does on a normal Debian host)", stat.S_IMODE(st.st_mode), st.st_gid)
 
     def _define(self, spec: GuestSpec):
         libvirt = self._libvirt()

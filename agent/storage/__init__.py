@@ -1,4 +1,5 @@
-"""Storage registry: `file` (alias raw) now; `zvol` (alias zfs) is registered when its module lands.
+"""Storage registry: `file` (alias raw) and `zvol` (alias zfs). `ttstack agent` refuses to start when the
+chosen storage's probe fails (no zfs binary/module/dataset), with the probe's reason.
 
 To add a storage: a module `agent.storage.<name>` with a `Storage` subclass whose `name` is the canonical
 name, plus an entry in IMPLEMENTED.
@@ -14,7 +15,7 @@ from agent import conf
 from agent.storage.base import ALIASES, Storage, StorageError
 
 # canonical name -> module that implements it
-IMPLEMENTED = {"file": "agent.storage.file"}
+IMPLEMENTED = {"file": "agent.storage.file", "zvol": "agent.storage.zvol"}
 
 _lock = threading.Lock()
 _instance: Storage | None = None

@@ -13,6 +13,23 @@
   let view = localStorage.getItem(VIEW_KEY) === "table" ? "table" : "cards";
   let summary = { base_images: [], working_vms: [] };
   let following = null;
+  const configs = new Map();  // name -> normalised `tart get` (cpu, memory, disk_size), asked once per page
+
+  function withConfig(vm) {
+    const c = configs.get(vm.name);
+    if (!c || typeof c !== "object") return vm;
+    return Object.assign({}, vm, { cpu: vm.cpu ?? c.cpu, memory: vm.memory ?? c.memory, disk_size: c.disk_size ?? vm.disk_size });
+  }
+
+  function loadConfigs() {
+    for (const vm of summary.working_vms) {  // `tart get` answers for local VMs only
+      if (configs.has(vm.name) || (vm.cpu !== null && vm.cpu !== undefined && vm.memory)) continue;
+      configs.set(vm.name, "loading");
+      api("GET", `/api/vms/${encodeURIComponent(vm.name)}/config`)
+        .then((c) => { configs.set(vm.name, c); renderList(); })
+        .catch(() => configs.set(vm.name, null));
+    }
+  }
 
   function error(message) {
     const node = document.getElementById("page-error");
@@ -61,7 +78,8 @@
   }
 
   function renderList() {
-    for (const [id, vms, isBase] of [["working-vms", summary.working_vms, false], ["base-images", summary.base_images, true]]) {
+    for (const [id, all, isBase] of [["working-vms", summary.working_vms, false], ["base-images", summary.base_images, true]]) {
+      const vms = all.map(withConfig);
       const node = document.getElementById(id);
       node.replaceChildren(vms.length ? (view === "cards" ? cards(vms, isBase) : table(vms, isBase))
         : el("p", { class: "muted", text: isBase ? "No base images: pull one." : "No working VMs: clone or create one." }));
@@ -79,6 +97,7 @@
       if (refresh) await api("POST", "/api/vms/refresh", {});
       summary = await api("GET", "/api/vms/categorized");
       renderList();
+      loadConfigs();
       document.getElementById("list-status").textContent = `updated ${new Date().toLocaleTimeString()}`;
       error("");
     } catch (e) {

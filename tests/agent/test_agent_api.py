@@ -241,3 +241,28 @@ def test_generated_id_and_reservations(client, docker_tiny):
     assert (res["cpu_used"], res["mem_used"], res["disk_used"]) == (1, 32, 10)
     assert client.delete(f"/api/vms/{vm['id']}").status_code == 204
     nothing_left()
+
+
+@pytest.mark.parametrize("storage", ["zvol", "zfs"])
+def test_zvol_storage_is_refused_at_start(tmp_path, storage):
+    import os
+    import sys
+
+    from tests.conftest import ROOT, free_port
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    env["TTSTACK_DATA_DIR"] = str(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "ttproject.cli", "agent", "--storage", storage, "--port",
+                             str(free_port()), "--bind", "127.0.0.1"], env=env, cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0
+    # no ZFS on this machine: the zvol storage's probe says why, and the agent does not start
+    assert "storage zvol" in result.stderr and "zfs" in result.stderr.lower()
+
+
+def test_image_build_dispatcher(docker_tiny):
+    from agent.imagebuild import build
+
+    assert build("docker-tiny") == TINY
+    with pytest.raises(ValueError):
+        build("nonsense")

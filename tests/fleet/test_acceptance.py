@@ -271,3 +271,24 @@ def test_expiry_survives_a_controller_restart(fleet, env_ids, docker_client):
     with ctl.client() as c:
         wait_for(lambda: c.get(f"/api/envs/{env_id}").status_code == 404
                  and containers(docker_client, env_id) == [], timeout=30, message="expiry after restart")
+
+
+def test_controller_killed_during_create_resumes(fleet, env_ids, docker_client):
+    """A create job cut off by a controller crash is finished by the restarted worker (requeue_orphans)."""
+    ctl, agents = fleet()
+    env_id = env_ids("resume")
+    with ctl.client() as c:
+        r = c.post("/api/envs", json=env_request(env_id, n=4))
+        assert r.status_code == 202, r.text
+        task_id = r.json()["task"]
+    ctl.kill()
+    ctl.start()
+    with ctl.client() as c:
+        task = wait_task(c, task_id, timeout=120)
+        env = c.get(f"/api/envs/{env_id}").json()
+        assert task["status"] == "completed", task
+        assert env["state"] == "active" and {vm["state"] for vm in env["vms"]} == {"running"}
+        assert len(containers(docker_client, env_id)) == 4
+        r = c.delete(f"/api/envs/{env_id}")
+        assert wait_task(c, r.json()["task"])["status"] == "completed"
+        assert containers(docker_client, env_id) == []

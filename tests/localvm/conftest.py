@@ -41,6 +41,11 @@ def stop_all_vms(state: Path, data_dir: Path | None = None):
                 pass
 
 
+def wait_worker(server: RoleServer):
+    """The worker is up (django-q2 says its cluster is running) before tests submit jobs."""
+    wait_for(lambda: "] running." in server.log(), timeout=60, message="the localvm worker")
+
+
 class LocalVM:
     """The running server plus what tests need around it."""
 
@@ -50,6 +55,11 @@ class LocalVM:
         self.port = server.port
         self.token = server.headers()["X-Local-Token"]
         self.http = server.client(timeout=30)
+
+    def restart(self):
+        self.server.log_path.write_bytes(b"")
+        self.server.restart()
+        wait_worker(self.server)
 
     def tart(self, *args: str) -> subprocess.CompletedProcess:
         return tart_cli(self.state, *args)
@@ -96,6 +106,7 @@ def localvm(tmp_path_factory, fake_github):
     server = RoleServer("localvm", data_dir, env, None, [])
     try:
         server.start()
+        wait_worker(server)
         yield LocalVM(server, state, fake_github)
     finally:
         server.stop()

@@ -215,7 +215,7 @@ def test_tasks_active_and_get(localvm, api):
 
 def test_task_history_survives_a_restart(localvm, api):
     task = localvm.run_task("/api/vms/second/stop")
-    localvm.server.restart()
+    localvm.restart()
     reply = api.get(f"/api/tasks/{task['id']}")
     assert reply.status_code == 200
     assert reply.json()["status"] == "completed"

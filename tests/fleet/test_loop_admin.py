@@ -1,0 +1,107 @@
+"""The fleet loop's pieces and the admin console, in-process (no agents)."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from fleet import loop
+from fleet.choices import EnvState, HostState, VmState
+from fleet.models import Environment, Host, Lease, Vm, derive_env_state
+from ttproject.tasks.models import Task
+
+from .helpers import agent_info
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def host():
+    h = Host(addr="127.0.0.1:1", state=HostState.ONLINE)
+    h.apply_info(agent_info())
+    h.save()
+    return h
+
+
+def make_env(host, env_id="e", state=EnvState.ACTIVE, n=2, **kw):
+    env = Environment.objects.create(id=env_id, ssh_keys=[], state=state, **kw)
+    for i in range(n):
+        Vm.objects.create(id=f"{env_id}-{i}", env=env, index=i, host=host, image="i", engine="docker", cpu=1,
+                          mem=64, disk=64, state=VmState.RUNNING)
+    return env
+
+
+def test_expire_claims_and_submits_once(host):
+    make_env(host, "old", expires_at=timezone.now() - timedelta(seconds=1))
+    make_env(host, "young", expires_at=timezone.now() + timedelta(hours=1))
+    make_env(host, "forever", expires_at=None)
+    assert loop.expire() == ["old"]
+    assert loop.expire() == []  # claimed already: no second delete task
+    assert Environment.objects.get(pk="old").state == EnvState.DELETING
+    assert list(Task.objects.values_list("action", "target")) == [("fleet.env_delete", "old")]
+
+
+def test_reconcile_marks_lost_vms_failed_and_tracks_orphans(host):
+    env = make_env(host)
+    hb = loop.Heartbeat()
+    agent_vms = [{"id": "e-0", "state": "stopped", "port_map": {"80": 20001}, "ip": "172.17.0.2"},
+                 {"id": "stray", "state": "running"}]
+    hb.reconcile(host, agent_vms)
+    vm0, vm1 = Vm.objects.order_by("index")
+    assert (vm0.state, vm0.port_map, vm0.ip) == (VmState.STOPPED, {"80": 20001}, "172.17.0.2")
+    assert (vm1.state, vm1.gone) == (VmState.FAILED, True) and "no longer" in vm1.error
+    env.refresh_from_db()
+    assert env.state == EnvState.FAILED
+    assert (host.id, "stray") in hb.orphans  # destroyed only after the grace period
+    hb.reconcile(host, [{"id": "e-0", "state": "stopped"}])
+    assert (host.id, "stray") not in hb.orphans
+
+
+def test_reconcile_leaves_envs_with_a_running_job_alone(host):
+    make_env(host)
+    Task.objects.create(action="fleet.env_stop", target="e", status="running")
+    loop.Heartbeat().reconcile(host, [])
+    assert set(Vm.objects.values_list("state", flat=True)) == {VmState.RUNNING}
+
+
+def test_lease_has_one_holder(monkeypatch):
+    assert loop.take_lease(15)
+    assert loop.take_lease(15)  # renewal by the holder
+    monkeypatch.setattr(loop, "HOLDER", "other:1")
+    assert not loop.take_lease(15)
+    Lease.objects.update(until=timezone.now() - timedelta(seconds=1))
+    assert loop.take_lease(15)
+
+
+def test_derive_env_state():
+    assert derive_env_state(["running", "running"], "creating") == "active"
+    assert derive_env_state(["stopped", "stopped"], "active") == "stopped"
+    assert derive_env_state(["running", "stopped"], "active") == "active"
+    assert derive_env_state(["running", "failed"], "active") == "failed"
+    assert derive_env_state(["pending", "running"], "active") == "creating"
+    assert derive_env_state([], "deleting") == "deleting"
+
+
+@pytest.mark.urls("ttproject.urls.controller")
+def test_admin_pages_and_actions(client, host):
+    User.objects.create_superuser("root", "r@x", "pw")
+    client.login(username="root", password="pw")
+    make_env(host, expires_at=timezone.now() + timedelta(hours=1), lifetime=3600)
+    for url in ("/admin/fleet/host/", "/admin/fleet/environment/", "/admin/fleet/vm/",
+                f"/admin/fleet/host/{host.id}/change/", "/admin/fleet/environment/e/change/"):
+        assert client.get(url).status_code == 200, url
+    client.post("/admin/fleet/host/", {"action": "drain", "_selected_action": [host.id]})
+    assert Host.objects.get().drain
+    before = Environment.objects.get().expires_at
+    client.post("/admin/fleet/environment/", {"action": "extend_1h", "_selected_action": ["e"]})
+    assert Environment.objects.get().expires_at - before >= timedelta(minutes=59)
+    client.post("/admin/fleet/environment/", {"action": "destroy", "_selected_action": ["e"]})
+    assert Environment.objects.get().state == EnvState.DELETING
+    client.post("/admin/fleet/environment/", {"action": "retry_delete", "_selected_action": ["e"]})
+    assert Task.objects.filter(action="fleet.env_delete", target="e").count() == 2
+
+
+@pytest.mark.urls("ttproject.urls.controller")
+def test_openapi_schema_builds(client):
+    assert client.get("/api/schema/").status_code == 200
