@@ -308,7 +308,9 @@ def _bring_up(vm: Vm, engine: Engine, image: Image) -> Vm:
         vm.save()
         raise CreateFailed(vm, f"creating VM {vm.id} failed: {message}") from exc
     vm.state = VmState.RUNNING
-    vm.ip = _ip(engine, spec)
+    # A container's address is only a convenience (it is reached through its published ports): it is
+    # filled in by the next GET, which keeps a docker create as quick as a plain `docker run`.
+    vm.ip = _ip(engine, spec) if engine.is_vm else ""
     vm.save(update_fields=["state", "ip", "updated_at"])
     return vm
 

@@ -157,11 +157,38 @@ def bench_qemu(reps: int) -> None:
             print(f"(libvirt cleanup: {exc})")
     report("qemu: create-to-running by base size (sparse raw bases, qcow2 overlay)",
            "8 GiB base", times["big"], "100 MiB base", times["small"], 1.2)
+    bench_overlay(reps)
+
+
+def bench_overlay(reps: int) -> None:
+    """The storage step alone (what depends on the base at all): FileStorage.create_disk per base."""
+    from agent.engines.base import Image
+    from agent.storage.file import FileStorage
+
+    work = Path(tempfile.mkdtemp(prefix="ttstack-bench-overlay-"))
+    try:
+        bases = {}
+        for name, size in (("big", "8G"), ("small", "100M")):
+            bases[name] = work / f"{name}.raw"
+            subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(bases[name]), size], check=True)
+        storage = FileStorage()
+        times: dict[str, list[float]] = {"big": [], "small": []}
+        for i in range(reps):
+            for name, base in bases.items():
+                image = Image(name=name, engine_kind="vm", disk=base, disk_format="raw")
+                start = time.perf_counter()
+                storage.create_disk(f"{name}{i}", image, 10240, work / f"{name}{i}")
+                times[name].append(time.perf_counter() - start)
+                storage.destroy_disk(f"{name}{i}", work / f"{name}{i}")
+        report("qemu storage step alone: qcow2 overlay on the base", "8 GiB base", times["big"],
+               "100 MiB base", times["small"], 1.2)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--reps", type=int, default=11)
     parser.add_argument("--skip-docker", action="store_true")
     parser.add_argument("--skip-qemu", action="store_true")
     args = parser.parse_args()

@@ -55,7 +55,7 @@ class LocalTokenAuthentication(BaseAuthentication):
     def authenticate(self, request):
         given = request.META.get(HEADER)
         if given is None:
-            return None
+            raise AuthenticationFailed(HasLocalToken.message)
         if not token_matches(given):
             raise AuthenticationFailed("Invalid X-Local-Token.")
         return OPERATOR, None

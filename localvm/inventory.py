@@ -9,6 +9,7 @@ database too, so the worker can drop an entry the web process cached; the invent
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from . import conf, models, tart
@@ -70,22 +71,36 @@ def _cached_configs() -> dict[str, dict]:
     return {key[len(CONFIG_PREFIX):]: value for key, value in rows if isinstance(value, dict)}
 
 
-def _ip_or_none(name: str) -> str | None:
+_UNKNOWN = object()
+
+
+def _ip_or_unknown(name: str):
     try:
         return tart.ip(name)
     except tart.TartError as exc:  # one VM's failure must not sink the whole listing
         log.warning("tart ip %s failed: %s", name, exc)
-        return None
+        return _UNKNOWN
 
 
-def fetch() -> list[dict]:
-    """Ask tart now: one `tart list`, then `tart ip` for the running VMs, all at once."""
-    items = [item for item in tart.list_vms() if isinstance(item, dict) and item.get("Name")]
-    running = [item["Name"] for item in items if _status(item) == "running"]
-    ips: dict[str, str | None] = {}
-    if running:
-        with ThreadPoolExecutor(max_workers=max(1, min(conf.INVENTORY_WORKERS, len(running)))) as pool:
-            ips = dict(zip(running, pool.map(_ip_or_none, running), strict=True))
+def fetch(expected_running: Iterable[str] = (), known_ips: dict[str, str | None] | None = None) -> list[dict]:
+    """Ask tart now: `tart list`, and `tart ip` for every running VM, all at once.
+
+    The `tart ip` of the VMs that were running at the last refresh start together with `tart list`
+    (their answer is dropped if the list says they stopped), so a refresh of an unchanged host takes
+    about as long as its slowest single call; VMs found running only now are asked right after.
+    When `tart ip` fails or times out for a VM that was running, its last known IP (known_ips) is kept.
+    """
+    known_ips = known_ips or {}
+    guess = list(dict.fromkeys(expected_running))
+    # Threads are made on demand, so the cap costs nothing when few VMs run.
+    with ThreadPoolExecutor(max_workers=max(2, conf.INVENTORY_WORKERS)) as pool:
+        listing = pool.submit(tart.list_vms)
+        early = {name: pool.submit(_ip_or_unknown, name) for name in guess}
+        items = [item for item in listing.result() if isinstance(item, dict) and item.get("Name")]
+        running = [item["Name"] for item in items if _status(item) == "running"]
+        asked = {name: early.get(name) or pool.submit(_ip_or_unknown, name) for name in running}
+        ips = {name: future.result() for name, future in asked.items()}
+    ips = {name: known_ips.get(name) if ip is _UNKNOWN else ip for name, ip in ips.items()}
     configs = _cached_configs()
     return [to_vm(item, ips.get(item["Name"]), configs.get(item["Name"])) for item in items]
 
@@ -98,7 +113,9 @@ def refresh() -> list[dict]:
         if snapshot and snapshot.get("started_at", 0) >= asked:
             return snapshot["vms"]  # a refresh that began after we asked just finished
         started = time.time()
-        vms = fetch()
+        was_running = {vm["name"]: vm.get("ip_address") for vm in (snapshot or {}).get("vms", [])
+                       if vm.get("status") == "running"}
+        vms = fetch(was_running, known_ips=was_running)
         models.write(INVENTORY_KEY, {"vms": vms, "started_at": started, "refreshed_at": time.time()})
         return vms
 

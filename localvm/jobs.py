@@ -89,7 +89,10 @@ class _LogFollower:
 
 def _start(ctx: TaskContext, name: str) -> dict:
     if _is_running(name):
-        address = tart.ip(name)
+        try:
+            address = tart.ip(name)
+        except tart.TartTimeout:
+            address = None
         return {"message": f"VM {name} is already running", "ip_address": address, "vnc_url": vnc_url(address)}
     log_path = runs_dir() / f"{name}-{ctx.id}.log"
     cmd = tart.run_argv(name)

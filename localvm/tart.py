@@ -97,15 +97,14 @@ def get(name: str) -> dict:
 
 
 def ip(name: str) -> str | None:
-    """The VM's IP address, or None while it has none (`tart ip` exits 1 `no IP address found`)."""
+    """The VM's IP address, or None while it has none (`tart ip` exits 1 `no IP address found`).
+    Raises NotFound, TartTimeout, TartError otherwise."""
     try:
         out = run(["ip", name], timeout("ip"))
-    except NotFound:
+    except (NotFound, TartTimeout):
         raise
-    except TartTimeout:
-        return None
     except TartError as exc:
-        if exc.exit_code == 1:
+        if exc.exit_code == 1 and "no IP address" in exc.stderr:
             return None
         raise
     address = out.strip().splitlines()
@@ -255,7 +254,10 @@ def wait_ip(name: str, proc: subprocess.Popen, *, poll: float, wait: float,
         if code is not None:
             raise TartError(f"tart run exited with code {code} before the VM got an IP address",
                             argv=run_argv(name), exit_code=code)
-        address = ip(name)
+        try:
+            address = ip(name)
+        except TartTimeout:
+            address = None
         if address:
             return address
         if time.monotonic() >= deadline:

@@ -136,7 +136,8 @@ class RoleServer:
                             **kwargs)
 
     def _signal(self, sig):
-        if self.proc and self.proc.poll() is None:
+        # The whole group, even when the parent is gone: its daphne/worker children may outlive it.
+        if self.proc:
             try:
                 os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
@@ -148,13 +149,15 @@ class RoleServer:
         if self.proc:
             self.proc.wait(10)
 
-    def stop(self):
+    def stop(self, grace: float = 3):
+        """SIGTERM the tree, SIGKILL what is left after `grace` seconds (the worker is slow to exit)."""
         self._signal(signal.SIGTERM)
         if self.proc:
             try:
-                self.proc.wait(20)
+                self.proc.wait(grace)
             except subprocess.TimeoutExpired:
-                self.kill()
+                pass
+            self.kill()
 
     def restart(self):
         self.stop()

@@ -76,10 +76,12 @@ def _existing(name: str) -> dict:
 
 
 def _local_vm(name: str, verb: str) -> dict:
+    """The VM, which must be a local one: an OCI image cannot be started or stopped."""
     item = _existing(name)
     if str(item.get("Source", "")).lower() != "local":
-        raise Unprocessable(f"{name!r} is an OCI image, not a local VM: it cannot be {verb}. Clone it first "
-                            f"(POST /api/vms/<name>/clone or /api/vms/create) and {verb.rstrip('ped')} the clone.")
+        done = {"start": "started", "stop": "stopped"}[verb]
+        raise Unprocessable(f"{name!r} is an OCI image, not a local VM: it cannot be {done}. Clone it first "
+                            f"(POST /api/vms/<name>/clone or /api/vms/create) and {verb} the clone.")
     return item
 
 
@@ -157,14 +159,14 @@ class VMConfigView(LocalView):
 class StartView(LocalView):
     @extend_schema(request=None, responses={202: TaskSerializer}, summary="Start a VM (tart run, detached)")
     def post(self, request, name):
-        _local_vm(name, "started")
+        _local_vm(name, "start")
         return _task_reply("localvm.start", name, {"name": name})
 
 
 class StopView(LocalView):
     @extend_schema(request=None, responses={202: TaskSerializer}, summary="Stop a VM")
     def post(self, request, name):
-        _local_vm(name, "stopped")
+        _local_vm(name, "stop")
         return _task_reply("localvm.stop", name, {"name": name})
 
 

@@ -59,3 +59,12 @@ def agent_server(role_server, docker_tiny):
         host_id = (server.data_dir / "host_id").read_text().strip() if (server.data_dir / "host_id").exists() \
             else ""
         remove_containers_of(host_id)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_engine_connections():
+    """Close the registry's engine connections (libvirt's __del__ complains at interpreter exit otherwise)."""
+    yield
+    from agent import engines
+
+    engines.reset()

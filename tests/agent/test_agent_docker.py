@@ -49,6 +49,7 @@ def test_create_serves_http_stop_start_delete(agent_server):
         page = wait_for(lambda: http_get(port), timeout=30, message="HTTP through the published port")
         assert page.status_code == 200 and "web-one" in page.text
 
+        assert c.get("/api/vms/web-1").json()["ip"]  # the container's address, filled in by GET
         (container,) = containers_of(host_id_of(agent))
         assert container.labels["ttstack.vm_id"] == "web-1"
         host_config = container.attrs["HostConfig"]

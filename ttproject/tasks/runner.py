@@ -176,4 +176,4 @@ def _queued(task_id: str) -> bool:
         return True  # Redis broker: messages survive restarts there
     from django_q.models import OrmQ
 
-    return any(task_id in str(item.task().get("args", ())) for item in OrmQ.objects.all())
+    return any(task_id in str(item.task.get("args", ())) for item in OrmQ.objects.all())
