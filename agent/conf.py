@@ -1,7 +1,7 @@
 """Settings of the agent app, read from the environment when first used.
 
 TTSTACK_IMAGE_DIR      image directory (default DATA_DIR/images); layout in agent/engines/base.py `Image`
-TTSTACK_STORAGE        file (alias raw) | zvol (alias zfs; refused at start until implemented). Default file.
+TTSTACK_STORAGE        file (alias raw) | zvol (alias zfs; refused at start when zfs does not work). Default file.
 TTSTACK_PUBLISH_ADDR   host address guest ports are published on (default 0.0.0.0; tests use 127.0.0.1)
 TTSTACK_PORT_RANGE     host ports handed to guests, "LOW-HIGH" (default 20000-65535)
 TTSTACK_DOCKER_URL     docker daemon (default: DOCKER_HOST or the local socket)

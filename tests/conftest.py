@@ -25,6 +25,7 @@ CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get("TTSTACK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_TEST_URL = os.environ.get("TTSTACK_TEST_REDIS", "redis://127.0.0.1:6379/0")
+TINY_DOCKER_IMAGE = "ttstack/tiny:latest"
 LIBVIRT_URI = os.environ.get("TTSTACK_LIBVIRT_URI", "qemu:///system")
 
 
@@ -185,6 +186,22 @@ def role_server(tmp_path_factory):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def docker_client():
+    """A docker SDK client, with the locally built ttstack/tiny:latest image present."""
+    require("docker")
+    import docker
+
+    client = docker.from_env()
+    try:
+        client.images.get(TINY_DOCKER_IMAGE)
+    except docker.errors.ImageNotFound:
+        from agent.imagebuild import build
+
+        build("docker-tiny")
+    return client
 
 
 @pytest.fixture

@@ -13,26 +13,11 @@ import uuid
 
 import pytest
 
-from tests.conftest import ROOT, require
+from tests.conftest import ROOT
 from tests.fleet.helpers import ssh_key
 
 IMAGE = "ttstack/tiny:latest"
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def docker_client():
-    require("docker")
-    import docker
-
-    client = docker.from_env()
-    try:
-        client.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        from agent.imagebuild import build
-
-        build("docker-tiny")
-    return client
 
 
 @pytest.fixture

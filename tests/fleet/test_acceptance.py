@@ -7,26 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import require, wait_for
+from tests.conftest import wait_for
 
 from .helpers import ssh_key
 
 IMAGE = "ttstack/tiny:latest"
-
-
-@pytest.fixture
-def docker_client():
-    require("docker")
-    import docker
-
-    client = docker.from_env()
-    try:
-        client.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        from agent.imagebuild import build
-
-        build("docker-tiny")
-    return client
 
 
 @pytest.fixture

@@ -52,8 +52,11 @@ def test_websocket_needs_token_and_local_origin(localvm, api):
     local = f"http://127.0.0.1:{localvm.port}"
     with _ws(localvm, task["id"], token=localvm.token, origin=local) as ws:
         assert ws.recv(timeout=10)
+    # A script or CLI sends no Origin (only browsers do): with the token it is let in, as the seed's example.
+    with _ws(localvm, task["id"], token=localvm.token, origin=None) as ws:
+        assert ws.recv(timeout=10)
     for token, origin in ((localvm.token, "http://evil.example"), (None, local), ("wrong", local),
-                          (localvm.token, f"http://evil.example:{localvm.port}")):
+                          (None, None), (localvm.token, f"http://evil.example:{localvm.port}")):
         with pytest.raises(InvalidStatus) as refused:
             _ws(localvm, task["id"], token=token, origin=origin)
         assert refused.value.response.status_code == 403
