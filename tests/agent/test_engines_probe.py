@@ -15,6 +15,7 @@ from agent.engines import probes
 from agent.engines.bhyve import BhyveEngine
 from agent.engines.firecracker import FirecrackerEngine
 from agent.engines.jail import JailEngine
+from tests.conftest import require
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -34,8 +35,8 @@ def test_probe_reasons_on_this_host(tmp_path):
 
 def test_kvm_probe_mechanism_works_under_tcg():
     """The boot sector the KVM probe uses really prints its marker (checked under TCG, which works here)."""
-    if not probes.resolve_binary("TTSTACK_QEMU_BIN", "qemu-system-x86_64"):
-        pytest.skip("qemu-system-x86_64 is not installed")
+    require("libvirt")  # QEMU comes with it; under CI a missing one is a failure
+    assert probes.resolve_binary("TTSTACK_QEMU_BIN", "qemu-system-x86_64"), "qemu-system-x86_64 is not installed"
     ok, why = probes.run_boot_sector("tcg", timeout=20)
     assert ok, why
 
