@@ -23,35 +23,30 @@ TTSTACK_PF_ANCHOR (ttstack), TTSTACK_PF_EXT_IF. See docs/engines.md.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 import shutil
 import signal
-import time
 from pathlib import Path
 
 from agent.engines import probes
-from agent.engines.base import MISSING, RUNNING, STOPPED, Engine, EngineError, EngineUnavailable, GuestSpec
+from agent.engines.base import EngineError, GuestSpec
+from agent.engines.hosttool import HostToolEngine, is_qcow2, log_tail, short_hash
 
 TOOLS = (("TTSTACK_BHYVE_BIN", "bhyve"), ("TTSTACK_BHYVELOAD_BIN", "bhyveload"),
          ("TTSTACK_BHYVECTL_BIN", "bhyvectl"), ("TTSTACK_IFCONFIG_BIN", "ifconfig"), ("TTSTACK_PFCTL_BIN", "pfctl"))
 BOOT_WAIT = 1.0  # bhyve that exits this fast did not start the guest
-QCOW2_MAGIC = b"QFI\xfb"
-
-
-def _hash(text: str, n: int) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:n]
 
 
 def _vm_name(name: str) -> str:
     """bhyve VM names end up in /dev/vmm/NAME; keep them short and plain."""
-    return name if len(name) <= 31 and all(c.isalnum() or c in "-_." for c in name) else f"tt{_hash(name, 16)}"
+    return name if len(name) <= 31 and all(c.isalnum() or c in "-_." for c in name) else f"tt{short_hash(name, 16)}"
 
 
-class BhyveEngine(Engine):
+class BhyveEngine(HostToolEngine):
     name = "bhyve"
     is_vm = True
+    guest_noun = "bhyve guest"
 
     def __init__(self, run_dir: str | Path | None = None, *, assume_freebsd: bool = False,
                  host_id: str | None = None):
@@ -66,59 +61,22 @@ class BhyveEngine(Engine):
 
     # ---- probing -----------------------------------------------------------------------------------------
     def probe(self) -> tuple[bool, str]:
-        note = ""
-        if self.assume_freebsd:
-            note = "FreeBSD and vmm.ko not checked: assumed by the caller (assume_freebsd=True)"
-        else:
-            ok, why = probes.is_freebsd()
-            if not ok:
-                return False, f"bhyve {why}"
-        for env_var, tool in TOOLS:
-            ok, why = probes.binary_present(env_var, tool)
-            if not ok:
-                return False, why
+        ok, note = self._probe_freebsd(
+            TOOLS, "FreeBSD and vmm.ko not checked: assumed by the caller (assume_freebsd=True)")
+        if not ok:
+            return False, note
         if not self.assume_freebsd:
             ok, why = probes.device_present("/dev/vmm", writable=False)
             if not ok:
                 return False, "vmm.ko is not loaded (/dev/vmm missing; kldload vmm)"
         return True, note
 
-    def _require(self) -> None:
-        ok, why = self.probe()
-        if not ok:
-            raise EngineUnavailable(f"bhyve is not available on this host: {why}")
-
-    def _tool(self, env_var: str, name: str) -> str:
-        return probes.resolve_binary(env_var, name) or name
-
-    # ---- metadata ----------------------------------------------------------------------------------------
-    def _dir(self, name: str) -> Path:
-        return self.run_dir / name
-
-    def _meta(self, name: str) -> dict | None:
-        return probes.read_json(self._dir(name) / "meta.json")
-
-    def _save(self, meta: dict) -> None:
-        probes.write_json(self._dir(meta["name"]) / "meta.json", meta)
-
-    def _allocate_ip(self, name: str) -> str:
-        used = set()
-        if self.run_dir.is_dir():
-            for entry in self.run_dir.iterdir():
-                meta = probes.read_json(entry / "meta.json")
-                if meta and entry.name != name:
-                    used.add(meta.get("guest_ip"))
-        for host in list(self.subnet.hosts())[9:]:  # .1 is the bridge, .2-.9 left for the operator
-            if str(host) not in used:
-                return str(host)
-        raise EngineError(f"no free address left in {self.subnet}")
-
     # ---- Engine interface --------------------------------------------------------------------------------
     def create(self, spec: GuestSpec) -> None:
         self._require()
         if spec.disk_path is None:
             raise EngineError("bhyve needs the VM's disk (storage made none)")
-        if _is_qcow2(spec.disk_path):
+        if is_qcow2(spec.disk_path):
             raise EngineError(f"{spec.disk_path} is qcow2; bhyve's virtio-blk reads raw disks and zvols only "
                               "(use the zvol storage)")
         loader = spec.image.extra.get("loader", "bhyveload")
@@ -127,29 +85,22 @@ class BhyveEngine(Engine):
         if loader == "uefi" and not os.path.isfile(self.uefi):
             raise EngineError(f"UEFI firmware {self.uefi} not found (pkg install edk2-bhyve, TTSTACK_BHYVE_UEFI)")
         existing = self._meta(spec.name)
-        if existing and probes.pid_alive(existing.get("pid")):
+        if existing and self._alive(existing):
             return
-        meta = existing or {
-            "name": spec.name, "vm_id": spec.vm_id, "host_id": spec.host_id, "vm": _vm_name(spec.name),
-            "cpu": spec.cpu, "mem": spec.mem, "disk": str(spec.disk_path),
-            "seed": str(spec.seed_path) if spec.seed_path else None, "loader": loader,
-            "guest_ip": self._allocate_ip(spec.name), "mac": "58:9c:fc:" + ":".join(
-                _hash(spec.name, 6)[i:i + 2] for i in range(0, 6, 2)),
-            "hostname": spec.hostname or spec.name, "tap": None, "pid": None,
-            "port_map": {str(g): h for g, h in spec.port_map.items()}, "publish_addr": spec.publish_addr,
-            "deny_outgoing": spec.deny_outgoing, "created_at": time.time(),
-        }
+        meta = existing or self._new_meta(
+            spec, vm=_vm_name(spec.name), cpu=spec.cpu, mem=spec.mem, disk=str(spec.disk_path),
+            seed=str(spec.seed_path) if spec.seed_path else None, loader=loader,
+            guest_ip=self._allocate_ip(spec.name),
+            mac="58:9c:fc:" + ":".join(short_hash(spec.name, 6)[i:i + 2] for i in range(0, 6, 2)),
+            tap=None, pid=None)
         self._save(meta)  # recorded before any side effect
         self._setup_network(meta)
         self._boot(meta)
 
     def start(self, spec: GuestSpec) -> None:
-        meta = self._meta(spec.name)
+        meta = self._meta_to_start(spec)
         if meta is None:
-            raise EngineError(f"bhyve guest {spec.name} does not exist")
-        if probes.pid_alive(meta.get("pid")):
             return
-        self._require()
         if not meta.get("tap") or probes.ifconfig(meta["tap"], error=EngineError, check=False).returncode:
             meta["tap"] = None
             self._setup_network(meta)
@@ -182,27 +133,6 @@ class BhyveEngine(Engine):
         self._release_vm(meta)
         self._teardown_network(meta)
         shutil.rmtree(self._dir(spec.name), ignore_errors=True)
-
-    def state(self, spec: GuestSpec) -> str:
-        meta = self._meta(spec.name)
-        if meta is None:
-            return MISSING
-        return RUNNING if probes.pid_alive(meta.get("pid")) else STOPPED
-
-    def list_guests(self) -> dict[str, str]:
-        found: dict[str, str] = {}
-        if not self.run_dir.is_dir():
-            return found
-        for entry in sorted(self.run_dir.iterdir()):
-            meta = probes.read_json(entry / "meta.json")
-            if not meta or (self.host_id and meta.get("host_id") != self.host_id):
-                continue
-            found[meta["vm_id"]] = RUNNING if probes.pid_alive(meta.get("pid")) else STOPPED
-        return found
-
-    def ip(self, spec: GuestSpec) -> str | None:
-        meta = self._meta(spec.name)
-        return meta.get("guest_ip") if meta else None
 
     # ---- internals ---------------------------------------------------------------------------------------
     def _bhyvectl(self, action: str, vm: str, check: bool = True):
@@ -240,7 +170,7 @@ class BhyveEngine(Engine):
         meta["pid"] = probes.spawn_detached(self.bhyve_argv(meta), workdir / "bhyve.log")
         self._save(meta)
         if probes.wait_pid_exit(meta["pid"], BOOT_WAIT):
-            tail = _tail(workdir / "bhyve.log")
+            tail = log_tail(workdir / "bhyve.log")
             self._release_vm(meta)
             raise EngineError(f"bhyve exited at once: {tail}")
 
@@ -282,19 +212,3 @@ def _replace_line(path: Path, key: str, line: str | None) -> None:
         lines.append(line)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{x}\n" for x in lines))
-
-
-def _tail(path: Path) -> str:
-    try:
-        lines = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "no output"
-    return " | ".join(lines[-3:]) or "no output"
-
-
-def _is_qcow2(path: Path) -> bool:
-    try:
-        with open(path, "rb") as disk:
-            return disk.read(4) == QCOW2_MAGIC
-    except OSError:
-        return False

@@ -22,7 +22,6 @@ TTSTACK_IP_BIN, TTSTACK_IPTABLES_BIN. See docs/engines.md.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import ipaddress
 import json
@@ -37,12 +36,12 @@ import time
 from pathlib import Path
 
 from agent.engines import probes
-from agent.engines.base import MISSING, RUNNING, STOPPED, Engine, EngineError, EngineUnavailable, GuestSpec
+from agent.engines.base import RUNNING, STOPPED, EngineError, GuestSpec
+from agent.engines.hosttool import HostToolEngine, is_qcow2, log_tail, short_hash
 
 DEFAULT_BOOT_ARGS = "console=ttyS0 reboot=k panic=1 pci=off"
 API_TIMEOUT = 10.0
 SOCKET_WAIT = 10.0
-QCOW2_MAGIC = b"QFI\xfb"
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
@@ -98,21 +97,18 @@ class FirecrackerAPI:
         return data
 
 
-def _short_hash(text: str, n: int = 10) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:n]
-
-
 def _fc_id(name: str) -> str:
     """Firecracker/jailer ids allow [A-Za-z0-9-], at most 64 characters."""
     cleaned = re.sub(r"[^A-Za-z0-9-]", "-", name)
     if cleaned != name or len(cleaned) > 64:
-        cleaned = f"{cleaned[:52]}-{_short_hash(name)}"
+        cleaned = f"{cleaned[:52]}-{short_hash(name)}"
     return cleaned
 
 
-class FirecrackerEngine(Engine):
+class FirecrackerEngine(HostToolEngine):
     name = "firecracker"
     is_vm = True
+    guest_noun = "firecracker guest"
 
     def __init__(self, run_dir: str | Path | None = None, *, assume_kvm: bool = False,
                  use_jailer: bool | None = None, host_id: str | None = None):
@@ -155,36 +151,17 @@ class FirecrackerEngine(Engine):
             return False
         return probes.resolve_binary("TTSTACK_JAILER_BIN", "jailer") is not None
 
-    def _require(self) -> None:
-        ok, why = self.probe()
-        if not ok:
-            raise EngineUnavailable(f"firecracker is not available on this host: {why}")
-
     # ---- paths and metadata ------------------------------------------------------------------------------
-    def _dir(self, name: str) -> Path:
-        return self.run_dir / name
-
-    def _meta(self, name: str) -> dict | None:
-        return probes.read_json(self._dir(name) / "meta.json")
-
-    def _save(self, meta: dict) -> None:
-        probes.write_json(self._dir(meta["name"]) / "meta.json", meta)
-
     def _socket_path(self, name: str, chroot_root: Path | None) -> str:
         if chroot_root is not None:
             return str(chroot_root / "run" / "firecracker.socket")
         path = str(self._dir(name) / "api.sock")
         if len(path) > 100:  # sun_path is 108 bytes
-            path = os.path.join(tempfile.gettempdir(), f"ttfc-{_short_hash(str(self._dir(name)), 16)}.sock")
+            path = os.path.join(tempfile.gettempdir(), f"ttfc-{short_hash(str(self._dir(name)), 16)}.sock")
         return path
 
     def _allocate_index(self, name: str) -> int:
-        used = set()
-        if self.run_dir.is_dir():
-            for entry in self.run_dir.iterdir():
-                meta = probes.read_json(entry / "meta.json")
-                if meta and entry.name != name:
-                    used.add(meta.get("net_index"))
+        used = self._used("net_index", but=name)
         capacity = self.subnet.num_addresses // 4
         for index in range(1, capacity):
             if index not in used:
@@ -199,38 +176,30 @@ class FirecrackerEngine(Engine):
                               "(image.json with \"kernel\")")
         if spec.disk_path is None:
             raise EngineError("firecracker needs the VM's disk (storage made none)")
-        if _is_qcow2(spec.disk_path):
+        if is_qcow2(spec.disk_path):
             raise EngineError(f"{spec.disk_path} is qcow2; firecracker only boots raw disks "
                               "(use the zvol storage or a raw image)")
         existing = self._meta(spec.name)
-        if existing and probes.pid_alive(existing.get("pid")):
+        if existing and self._alive(existing):
             return  # created before (idempotent create)
         index = existing["net_index"] if existing else self._allocate_index(spec.name)
         net = self.subnet.network_address + 4 * index
-        meta = {
-            "name": spec.name, "vm_id": spec.vm_id, "host_id": spec.host_id, "fc_id": _fc_id(spec.name),
-            "cpu": spec.cpu, "mem": spec.mem, "net_index": index,
-            "host_ip": str(net + 1), "guest_ip": str(net + 2),
-            "tap": f"tt{_short_hash(spec.name)}", "mac": "06:00:" + ":".join(
-                _short_hash(spec.name, 8)[i:i + 2] for i in range(0, 8, 2)),
-            "kernel": str(spec.image.kernel), "initrd": str(spec.image.initrd) if spec.image.initrd else None,
-            "cmdline": spec.image.cmdline or DEFAULT_BOOT_ARGS, "hostname": spec.hostname or spec.name,
-            "disk": str(spec.disk_path), "seed": str(spec.seed_path) if spec.seed_path else None,
-            "port_map": {str(g): h for g, h in spec.port_map.items()}, "publish_addr": spec.publish_addr,
-            "deny_outgoing": spec.deny_outgoing, "jailer": self.jailer_enabled(), "pid": None,
-            "rules": [], "created_at": time.time(),
-        }
+        meta = self._new_meta(
+            spec, fc_id=_fc_id(spec.name), cpu=spec.cpu, mem=spec.mem, net_index=index,
+            host_ip=str(net + 1), guest_ip=str(net + 2), tap=f"tt{short_hash(spec.name)}",
+            mac="06:00:" + ":".join(short_hash(spec.name, 8)[i:i + 2] for i in range(0, 8, 2)),
+            kernel=str(spec.image.kernel), initrd=str(spec.image.initrd) if spec.image.initrd else None,
+            cmdline=spec.image.cmdline or DEFAULT_BOOT_ARGS,
+            disk=str(spec.disk_path), seed=str(spec.seed_path) if spec.seed_path else None,
+            jailer=self.jailer_enabled(), pid=None, rules=[])
         self._save(meta)  # recorded before any side effect, so destroy finds what to clean up
         self._setup_network(meta)
         self._launch(meta)
 
     def start(self, spec: GuestSpec) -> None:
-        meta = self._meta(spec.name)
+        meta = self._meta_to_start(spec)
         if meta is None:
-            raise EngineError(f"firecracker guest {spec.name} does not exist")
-        if probes.pid_alive(meta.get("pid")):
             return
-        self._require()
         if not _link_exists(meta["tap"]):
             meta["rules"] = []
             self._setup_network(meta)
@@ -262,28 +231,9 @@ class FirecrackerEngine(Engine):
             shutil.rmtree(Path(meta["chroot"]).parent, ignore_errors=True)
         shutil.rmtree(self._dir(spec.name), ignore_errors=True)
 
-    def state(self, spec: GuestSpec) -> str:
-        meta = self._meta(spec.name)
-        return MISSING if meta is None else self._state_of(meta)
-
-    def list_guests(self) -> dict[str, str]:
-        found: dict[str, str] = {}
-        if not self.run_dir.is_dir():
-            return found
-        for entry in sorted(self.run_dir.iterdir()):
-            meta = probes.read_json(entry / "meta.json")
-            if not meta or (self.host_id and meta.get("host_id") != self.host_id):
-                continue
-            found[meta["vm_id"]] = self._state_of(meta)
-        return found
-
-    def ip(self, spec: GuestSpec) -> str | None:
-        meta = self._meta(spec.name)
-        return meta.get("guest_ip") if meta else None
-
     # ---- internals ---------------------------------------------------------------------------------------
     def _state_of(self, meta: dict) -> str:
-        if not probes.pid_alive(meta.get("pid")):
+        if not self._alive(meta):
             return STOPPED
         try:
             info = FirecrackerAPI(meta["socket"]).describe()
@@ -353,7 +303,8 @@ class FirecrackerEngine(Engine):
         api = FirecrackerAPI(meta["socket"])
         while time.monotonic() < deadline:
             if not probes.pid_alive(meta["pid"]):
-                raise EngineError(f"firecracker exited before opening its API socket: {self._log_tail(meta)}")
+                tail = log_tail(self._dir(meta["name"]) / "console.log")
+                raise EngineError(f"firecracker exited before opening its API socket: {tail}")
             if os.path.exists(meta["socket"]):
                 try:
                     api.describe()
@@ -385,20 +336,12 @@ class FirecrackerEngine(Engine):
         if state != "Running":
             raise EngineError(f"firecracker accepted InstanceStart but reports state {state!r}")
 
-    def _log_tail(self, meta: dict) -> str:
-        try:
-            lines = (self._dir(meta["name"]) / "console.log").read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "no output"
-        return " | ".join(lines[-3:]) or "no output"
-
     # ---- networking: tap + iptables ----------------------------------------------------------------------
     def _ip(self, *args: str, check: bool = True):
-        ip = probes.resolve_binary("TTSTACK_IP_BIN", "ip") or "ip"
-        return probes.run_tool([ip, *args], error=EngineError, check=check)
+        return probes.run_tool([self._tool("TTSTACK_IP_BIN", "ip"), *args], error=EngineError, check=check)
 
     def _iptables(self, rule: list[str], action: str = "-A", check: bool = True):
-        iptables = probes.resolve_binary("TTSTACK_IPTABLES_BIN", "iptables") or "iptables"
+        iptables = self._tool("TTSTACK_IPTABLES_BIN", "iptables")
         table, chain, *match = rule
         return probes.run_tool([iptables, "-w", "-t", table, action, chain, *match], error=EngineError,
                                check=check)
@@ -463,11 +406,3 @@ def _link_exists(name: str) -> bool:
         return False
     done = probes.run_tool([ip, "link", "show", "dev", name], error=EngineError, check=False)
     return done.returncode == 0
-
-
-def _is_qcow2(path: Path) -> bool:
-    try:
-        with open(path, "rb") as disk:
-            return disk.read(4) == QCOW2_MAGIC
-    except OSError:
-        return False

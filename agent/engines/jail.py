@@ -22,26 +22,16 @@ TTSTACK_JAIL_SUBNET, TTSTACK_PF_ANCHOR, TTSTACK_PF_EXT_IF. See docs/engines.md.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 from agent.engines import probes
-from agent.engines.base import (
-    MISSING,
-    RUNNING,
-    STOPPED,
-    Engine,
-    EngineError,
-    EngineUnavailable,
-    GuestSpec,
-    Image,
-)
+from agent.engines.base import EngineError, GuestSpec, Image
+from agent.engines.hosttool import HostToolEngine, short_hash
 
 TOOLS = (("TTSTACK_JAIL_BIN", "jail"), ("TTSTACK_JLS_BIN", "jls"), ("TTSTACK_JEXEC_BIN", "jexec"),
          ("TTSTACK_IFCONFIG_BIN", "ifconfig"), ("TTSTACK_PFCTL_BIN", "pfctl"))
@@ -51,13 +41,14 @@ def _jail_name(name: str) -> str:
     """jail(8) names: dots separate hierarchical jails, so only [A-Za-z0-9_-] is used."""
     if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
         return name
-    return "tt" + hashlib.sha1(name.encode()).hexdigest()[:16]
+    return "tt" + short_hash(name, 16)
 
 
-class JailEngine(Engine):
+class JailEngine(HostToolEngine):
     name = "jail"
     is_vm = False  # no disk image or cloud-init seed: the keys go straight into the jail's root
     publishes_ssh = True  # but sshd runs in the jail, so port 22 is published like for VMs
+    ip_key = "ip"
 
     def __init__(self, run_dir: str | Path | None = None, *, assume_freebsd: bool = False,
                  host_id: str | None = None, template_dir: str | Path | None = None,
@@ -74,48 +65,7 @@ class JailEngine(Engine):
 
     # ---- probing -----------------------------------------------------------------------------------------
     def probe(self) -> tuple[bool, str]:
-        note = ""
-        if self.assume_freebsd:
-            note = "FreeBSD not checked: assumed by the caller (assume_freebsd=True)"
-        else:
-            ok, why = probes.is_freebsd()
-            if not ok:
-                return False, f"jail {why}"
-        for env_var, tool in TOOLS:
-            ok, why = probes.binary_present(env_var, tool)
-            if not ok:
-                return False, why
-        return True, note
-
-    def _require(self) -> None:
-        ok, why = self.probe()
-        if not ok:
-            raise EngineUnavailable(f"jail is not available on this host: {why}")
-
-    def _tool(self, env_var: str, name: str) -> str:
-        return probes.resolve_binary(env_var, name) or name
-
-    # ---- metadata ----------------------------------------------------------------------------------------
-    def _dir(self, name: str) -> Path:
-        return self.run_dir / name
-
-    def _meta(self, name: str) -> dict | None:
-        return probes.read_json(self._dir(name) / "meta.json")
-
-    def _save(self, meta: dict) -> None:
-        probes.write_json(self._dir(meta["name"]) / "meta.json", meta)
-
-    def _allocate_ip(self, name: str) -> str:
-        used = set()
-        if self.run_dir.is_dir():
-            for entry in self.run_dir.iterdir():
-                meta = probes.read_json(entry / "meta.json")
-                if meta and entry.name != name:
-                    used.add(meta.get("ip"))
-        for host in list(self.subnet.hosts())[9:]:
-            if str(host) not in used:
-                return str(host)
-        raise EngineError(f"no free address left in {self.subnet}")
+        return self._probe_freebsd(TOOLS, "FreeBSD not checked: assumed by the caller (assume_freebsd=True)")
 
     def _template(self, image: Image) -> Path:
         root = image.extra.get("root") or image.disk or self.template_dir / image.name
@@ -137,15 +87,11 @@ class JailEngine(Engine):
         if not (template / "etc").is_dir():
             raise EngineError(f"jail template {template} is not a root tree (no etc/)")
         existing = self._meta(spec.name)
-        if existing and self._running(existing):
+        if existing and self._alive(existing):
             return
-        meta = existing or {
-            "name": spec.name, "vm_id": spec.vm_id, "host_id": spec.host_id, "jail": _jail_name(spec.name),
-            "root": str(self.root_dir / spec.name), "ip": self._allocate_ip(spec.name),
-            "hostname": spec.hostname or spec.name, "template": str(template),
-            "port_map": {str(g): h for g, h in spec.port_map.items()}, "publish_addr": spec.publish_addr,
-            "deny_outgoing": spec.deny_outgoing, "created_at": time.time(),
-        }
+        meta = existing or self._new_meta(
+            spec, jail=_jail_name(spec.name), root=str(self.root_dir / spec.name), ip=self._allocate_ip(spec.name),
+            template=str(template))
         self._save(meta)  # recorded before any side effect
         root = Path(meta["root"])
         if not root.exists():
@@ -159,18 +105,15 @@ class JailEngine(Engine):
         self._jail("-c", meta, extra=["persist"])
 
     def start(self, spec: GuestSpec) -> None:
-        meta = self._meta(spec.name)
-        if meta is None or not Path(meta["root"]).is_dir():
-            raise EngineError(f"jail {spec.name} does not exist")
-        if self._running(meta):
+        meta = self._meta_to_start(spec)
+        if meta is None:
             return
-        self._require()
         self._setup_network(meta)
         self._jail("-c", meta, extra=["persist"])
 
     def stop(self, spec: GuestSpec, timeout: float = 30) -> None:
         meta = self._meta(spec.name)
-        if meta is None or not self._running(meta):
+        if meta is None or not self._alive(meta):
             return
         self._jail("-r", meta, stop_timeout=timeout)
 
@@ -178,7 +121,7 @@ class JailEngine(Engine):
         meta = self._meta(spec.name)
         if meta is None:
             return
-        if self._running(meta):
+        if self._alive(meta):
             self._jail("-r", meta, stop_timeout=5)
         probes.pf_flush(meta["name"], EngineError)
         root = Path(meta["root"])
@@ -187,27 +130,6 @@ class JailEngine(Engine):
         elif root.exists():
             raise EngineError(f"{root}/dev is still mounted; not removing the jail's root")
         shutil.rmtree(self._dir(spec.name), ignore_errors=True)
-
-    def state(self, spec: GuestSpec) -> str:
-        meta = self._meta(spec.name)
-        if meta is None:
-            return MISSING
-        return RUNNING if self._running(meta) else STOPPED
-
-    def list_guests(self) -> dict[str, str]:
-        found: dict[str, str] = {}
-        if not self.run_dir.is_dir():
-            return found
-        for entry in sorted(self.run_dir.iterdir()):
-            meta = probes.read_json(entry / "meta.json")
-            if not meta or (self.host_id and meta.get("host_id") != self.host_id):
-                continue
-            found[meta["vm_id"]] = RUNNING if self._running(meta) else STOPPED
-        return found
-
-    def ip(self, spec: GuestSpec) -> str | None:
-        meta = self._meta(spec.name)
-        return meta.get("ip") if meta else None
 
     def run_in(self, spec: GuestSpec, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
         """Run a command inside the running jail (jexec)."""
@@ -218,7 +140,11 @@ class JailEngine(Engine):
                                error=EngineError, timeout=timeout)
 
     # ---- internals ---------------------------------------------------------------------------------------
-    def _running(self, meta: dict) -> bool:
+    def _present(self, meta: dict) -> bool:
+        return Path(meta["root"]).is_dir()
+
+    def _alive(self, meta: dict) -> bool:
+        """The jail runs (jls knows it)."""
         done = probes.run_tool([self._tool("TTSTACK_JLS_BIN", "jls"), "-j", meta["jail"], "jid"],
                                error=EngineError, check=False)
         return done.returncode == 0

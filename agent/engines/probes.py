@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from ttproject import procutil
+
 KVM_MARKER = b"TTKVMOK"
 KVM_PROBE_TIMEOUT = float(os.environ.get("TTSTACK_KVM_PROBE_TIMEOUT", "6"))
 
@@ -45,6 +47,22 @@ def binary_present(env_var: str, default_name: str) -> tuple[bool, str]:
     if configured:
         return False, f"{default_name} binary not found: {env_var}={configured} is not an executable"
     return False, f"{default_name} binary not found on PATH (set {env_var})"
+
+
+def binaries_present(tools) -> tuple[bool, str]:
+    """`binary_present` for every (env_var, default_name) in `tools`; the first one missing says why."""
+    for env_var, default_name in tools:
+        ok, why = binary_present(env_var, default_name)
+        if not ok:
+            return False, why
+    return True, ""
+
+
+def assumed_or_probed(assumed: bool, note: str, probe) -> tuple[bool, str]:
+    """`(True, note)` when the caller assumed what `probe` checks (tests driving doubles), else `probe()`."""
+    if assumed:
+        return True, note
+    return probe()
 
 
 def device_present(path: str, writable: bool = True) -> tuple[bool, str]:
@@ -226,17 +244,7 @@ def pid_alive(pid: int | None) -> bool:
             return True
         _children.pop(pid, None)
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie left by an earlier agent process is not alive
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    return procutil.pid_alive(pid, zombie_is_dead=True)  # a zombie left by an earlier agent process is gone
 
 
 def wait_pid_exit(pid: int | None, timeout: float) -> bool:

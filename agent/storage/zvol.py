@@ -70,13 +70,11 @@ class ZvolStorage(Storage):
         ok, why = probes.binary_present("TTSTACK_ZFS_BIN", "zfs")
         if not ok:
             return False, why
-        note = ""
-        if self.assume_module:
-            note = "zfs kernel module not checked: assumed loaded by the caller (assume_module=True)"
-        else:
-            ok, why = probes.zfs_module_loaded()
-            if not ok:
-                return False, why
+        ok, note = probes.assumed_or_probed(
+            self.assume_module, "zfs kernel module not checked: assumed loaded by the caller (assume_module=True)",
+            probes.zfs_module_loaded)
+        if not ok:
+            return False, note
         if not self.dataset:
             return False, "no dataset configured (set TTSTACK_ZFS_DATASET or TTSTACK_ZFS_POOL)"
         done = self._zfs("list", "-H", "-o", "name", self.dataset, check=False)

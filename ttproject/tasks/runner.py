@@ -16,6 +16,8 @@ from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from ttproject.procutil import pid_alive as _pid_alive
+
 from .models import Task, TaskStatus
 from .notify import task_changed
 from .registry import JOBS
@@ -129,16 +131,6 @@ def execute(task_id: str) -> str:
         return "failed"
     _finish(task_id, TaskStatus.COMPLETED, result=result)
     return "completed"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def requeue_orphans() -> list[str]:
