@@ -2,8 +2,9 @@
 
 from django.db import IntegrityError, transaction
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status, viewsets
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
@@ -23,7 +24,7 @@ from ..models import Environment, Host, Vm
 from ..placement import create_environment
 from .serializers import CreateEnvSerializer, HostCreateSerializer, HostUpdateSerializer
 
-ANY = OpenApiResponse(response=serializers.JSONField(), description="JSON")
+ANY = OpenApiResponse(response=OpenApiTypes.OBJECT, description="JSON")
 
 
 def _filtered(filterset_class, request, queryset):
@@ -131,6 +132,11 @@ class OperatorOnly:
             raise PermissionDenied("hosts are managed by operators")
 
 
+HOST_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="the host's id")
+
+
+@extend_schema_view(retrieve=extend_schema(parameters=[HOST_ID]), partial_update=extend_schema(parameters=[HOST_ID]),
+                    destroy=extend_schema(parameters=[HOST_ID]))
 class HostViewSet(OperatorOnly, viewsets.ViewSet):
     """Agents the controller places VMs on."""
 
