@@ -191,7 +191,8 @@ SPECTACULAR_SETTINGS = {
 # --- static files, served by whitenoise straight from the finders (no collectstatic needed) ----
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT = DATA_DIR / "static"  # whitenoise serves from the finders; the directory only has to exist
+STATIC_ROOT.mkdir(exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 

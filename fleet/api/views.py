@@ -2,7 +2,6 @@
 
 from django.db import IntegrityError, transaction
 from django.http import Http404
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
@@ -22,9 +21,20 @@ from ..filtersets import EnvironmentFilterSet, HostFilterSet
 from ..loop import delete_env
 from ..models import Environment, Host, Vm
 from ..placement import create_environment
+from .schemas import (
+    EnvironmentRowSerializer,
+    EnvironmentSerializer,
+    EnvironmentTaskSerializer,
+    FleetImageSerializer,
+    FleetStatusSerializer,
+    HostSerializer,
+    VmSerializer,
+    errors,
+)
 from .serializers import CreateEnvSerializer, HostCreateSerializer, HostUpdateSerializer
 
-ANY = OpenApiResponse(response=OpenApiTypes.OBJECT, description="JSON")
+ENV_TASK = OpenApiResponse(EnvironmentTaskSerializer,
+                          description="accepted: the environment and the task carrying the operation out")
 
 
 def _filtered(filterset_class, request, queryset):
@@ -53,12 +63,12 @@ class EnvViewSet(viewsets.ViewSet):
             raise Http404(f"environment {pk!r} not found")
         return env
 
-    @extend_schema(responses=ANY)
+    @extend_schema(responses={200: EnvironmentRowSerializer(many=True), **errors(400)})
     def list(self, request):
         envs = _filtered(EnvironmentFilterSet, request, visible_envs(request))
         return Response(queries.env_rows(envs))
 
-    @extend_schema(request=CreateEnvSerializer, responses={202: ANY, 409: ANY, 422: ANY})
+    @extend_schema(request=CreateEnvSerializer, responses={202: ENV_TASK, **errors(400, 409, 422)})
     def create(self, request):
         """Validate, place and reserve; the VMs are created by the returned task (all or nothing)."""
         data = CreateEnvSerializer(data=request.data)
@@ -70,14 +80,16 @@ class EnvViewSet(viewsets.ViewSet):
         body["task"] = task.id
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(responses=ANY)
+    @extend_schema(responses={200: EnvironmentSerializer, **errors(404)})
     def retrieve(self, request, pk=None):
         body = queries.env_detail(pk, visible_envs(request))
         if body is None:
             raise Http404(f"environment {pk!r} not found")
         return Response(body)
 
-    @extend_schema(responses={202: ANY})
+    @extend_schema(responses={202: OpenApiResponse(EnvironmentTaskSerializer, description=(
+        "accepted: the environment (now deleting) and the delete task; should the environment vanish "
+        "meanwhile, only `id`, `state` and `task`")), **errors(404)})
     def destroy(self, request, pk=None):
         """Destroy every VM of the environment (idempotent; retried until every agent confirms)."""
         env = self._env(request, pk)
@@ -103,19 +115,19 @@ class EnvViewSet(viewsets.ViewSet):
         body["task"] = task.id
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses={202: ANY, 409: ANY})
+    @extend_schema(request=None, responses={202: ENV_TASK, **errors(404, 409)})
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
         return self._power(request, pk, "stop", EnvState.STOPPING, [EnvState.ACTIVE, EnvState.STOPPED])
 
-    @extend_schema(request=None, responses={202: ANY, 409: ANY})
+    @extend_schema(request=None, responses={202: ENV_TASK, **errors(404, 409)})
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
         return self._power(request, pk, "start", EnvState.STARTING, [EnvState.ACTIVE, EnvState.STOPPED])
 
 
 class VmDetail(APIView):
-    @extend_schema(responses=ANY)
+    @extend_schema(responses={200: VmSerializer, **errors(404)})
     def get(self, request, pk):
         rows = queries.vm_rows(Vm.objects.filter(pk=pk, env__in=visible_envs(request)))
         if not rows:
@@ -146,11 +158,11 @@ class HostViewSet(OperatorOnly, viewsets.ViewSet):
             raise Http404(f"host {pk!r} not found")
         return host
 
-    @extend_schema(responses=ANY)
+    @extend_schema(responses={200: HostSerializer(many=True), **errors(400, 403)})
     def list(self, request):
         return Response(queries.host_rows(_filtered(HostFilterSet, request, Host.objects.all())))
 
-    @extend_schema(request=HostCreateSerializer, responses={201: ANY, 400: ANY, 409: ANY})
+    @extend_schema(request=HostCreateSerializer, responses={201: HostSerializer, **errors(400, 403, 409)})
     def create(self, request):
         """Register an agent: its /api/info is probed first; unreachable -> 400 and nothing saved."""
         data = HostCreateSerializer(data=request.data)
@@ -175,11 +187,11 @@ class HostViewSet(OperatorOnly, viewsets.ViewSet):
             raise Conflict(f"host {addr} is already registered") from exc
         return Response(queries.host_dict(host), status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=ANY)
+    @extend_schema(responses={200: HostSerializer, **errors(403, 404)})
     def retrieve(self, request, pk=None):
         return Response(queries.host_rows(Host.objects.filter(pk=self._host(pk).pk))[0])
 
-    @extend_schema(request=HostUpdateSerializer, responses=ANY)
+    @extend_schema(request=HostUpdateSerializer, responses={200: HostSerializer, **errors(400, 403, 404)})
     def partial_update(self, request, pk=None):
         """Drain (no new placements) or set the host's own agent key."""
         host = self._host(pk)
@@ -189,7 +201,7 @@ class HostViewSet(OperatorOnly, viewsets.ViewSet):
             Host.objects.filter(pk=host.pk).update(**data.validated_data)
         return self.retrieve(request, pk)
 
-    @extend_schema(responses={204: None, 409: ANY})
+    @extend_schema(responses={204: None, **errors(403, 404, 409)})
     def destroy(self, request, pk=None):
         host = self._host(pk)
         with transaction.atomic():
@@ -201,14 +213,14 @@ class HostViewSet(OperatorOnly, viewsets.ViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-@extend_schema(responses=ANY)
+@extend_schema(responses={200: FleetImageSerializer(many=True), **errors()})
 @api_view(["GET"])
 def images(request):
     """Images across the fleet, each with the hosts that have it."""
     return Response(queries.fleet_images())
 
 
-@extend_schema(responses=ANY)
+@extend_schema(responses={200: FleetStatusSerializer, **errors()})
 @api_view(["GET"])
 def fleet_status(request):
     """Hosts total/online, environments, VMs, cpu/mem/disk total and used."""
