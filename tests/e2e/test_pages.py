@@ -11,7 +11,7 @@ from rest_framework.authtoken.models import Token
 
 from fleet.models import Environment, Host, Vm
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 def make_env(env_id, owner, host, n_vms=1):

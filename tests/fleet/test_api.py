@@ -13,7 +13,7 @@ from ttproject.tasks.models import Task
 
 from .helpers import agent_info, env_body, ssh_key
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("ttproject.urls.controller")]
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.urls("ttproject.urls.controller")]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from ttproject.tasks.models import Task
 
 from .helpers import agent_info
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 @pytest.fixture

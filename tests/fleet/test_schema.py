@@ -7,7 +7,7 @@ from fleet.models import Environment, Host, Vm
 
 from .helpers import agent_info, ssh_key
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("ttproject.urls.controller")]
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.urls("ttproject.urls.controller")]
 
 JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list,
               "object": dict}
