@@ -116,17 +116,12 @@ def serve(role: str, args) -> int:
     port = args.port or int(os.environ.get("TTSTACK_PORT", DEFAULT_PORTS[role]))
     os.environ["TTSTACK_PORT"] = str(port)
     _setup(role)
-    try:
-        _prepare(role)
-    except SystemExit:
-        raise
+    _prepare(role)
     _migrate(role)
     sup = Supervisor()
     sup.spawn(f"{role} web", _daphne_argv(bind, port))
     if role in ("controller", "localvm") and not getattr(args, "no_worker", False):
         sup.spawn(f"{role} worker", _worker_argv(role))
-        if role == "controller":  # heartbeat, expiry, retried deletes (fleet/loop.py)
-            sup.spawn("controller fleet loop", [sys.executable, "-m", "ttproject.cli", "manage", role, "fleet_loop"])
     print(f"ttstack {role} listening on http://{bind}:{port}/", flush=True)
     return sup.wait()
 
@@ -139,8 +134,16 @@ def worker(args) -> int:
     from ttproject.tasks.runner import requeue_orphans
 
     requeue_orphans()
-    call_command("qcluster")
-    return 0
+    if args.role != "controller":
+        call_command("qcluster")
+        return 0
+    # The controller's workers also run the fleet loop (heartbeat, expiry, retried deletes); a lease row
+    # lets only one loop act when several workers run, and another takes over if it dies.
+    sup = Supervisor()
+    manage = [sys.executable, "-m", "ttproject.cli", "manage", args.role]
+    sup.spawn("controller jobs", [*manage, "qcluster"])
+    sup.spawn("controller fleet loop", [*manage, "fleet_loop"])
+    return sup.wait()
 
 
 def _wait_http(url: str, timeout: float = 60) -> bool:
@@ -233,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--no-worker", action="store_true", help="do not start a worker (scale-out)")
         p.set_defaults(func=lambda a, r=role: serve(r, a))
 
-    p = sub.add_parser("worker", help="run a django-q2 worker cluster for a role")
+    p = sub.add_parser("worker", help="run a role's job workers (django-q2; for the controller also the fleet loop)")
     p.add_argument("--role", choices=["controller", "localvm"], default="controller")
     p.set_defaults(func=worker)
 
