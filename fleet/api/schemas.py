@@ -10,6 +10,8 @@ from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
+from agent.api.serializers import ResourcesSerializer  # the controller relays its agents' figures
+
 from ..choices import ENGINES, EnvState, HostState, VmState
 
 
@@ -100,17 +102,6 @@ class EnvironmentTaskSerializer(EnvironmentSerializer):
     task = serializers.CharField(help_text="id of the task carrying the operation out")
 
 
-class HostResourcesSerializer(serializers.Serializer):
-    """The agent's own figures, as last reported."""
-
-    cpu_total = serializers.IntegerField()
-    mem_total = serializers.IntegerField(help_text="MiB")
-    disk_total = serializers.IntegerField(help_text="MiB")
-    cpu_used = serializers.IntegerField()
-    mem_used = serializers.IntegerField(help_text="MiB")
-    disk_used = serializers.IntegerField(help_text="MiB")
-
-
 class HostReservedSerializer(serializers.Serializer):
     """What the controller's live VMs on this host reserve (what placement counts)."""
 
@@ -145,7 +136,7 @@ class HostSerializer(serializers.Serializer):
                                                 help_text="engine -> why it is not available")
     storage = serializers.CharField(allow_blank=True, help_text="file or zvol")
     images = HostImageSerializer(many=True)
-    resources = HostResourcesSerializer()
+    resources = ResourcesSerializer(help_text="the agent's own figures, as last reported")
     reserved = HostReservedSerializer()
     vm_count = serializers.IntegerField(help_text="VMs on the host as its agent reports")
     vms = serializers.IntegerField(help_text="the controller's live VMs on the host")
