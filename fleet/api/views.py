@@ -2,6 +2,7 @@
 
 from django.db import IntegrityError, transaction
 from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
@@ -63,7 +64,11 @@ class EnvViewSet(viewsets.ViewSet):
             raise Http404(f"environment {pk!r} not found")
         return env
 
-    @extend_schema(responses={200: EnvironmentRowSerializer(many=True), **errors(400)})
+    @extend_schema(responses={200: EnvironmentRowSerializer(many=True), **errors(400)}, parameters=[
+        OpenApiParameter("state", str, many=True, enum=EnvState.values, description="one or more states"),
+        OpenApiParameter("owner", str),
+        OpenApiParameter("expires_before", OpenApiTypes.DATETIME, description="expires_at at or before"),
+    ])
     def list(self, request):
         envs = _filtered(EnvironmentFilterSet, request, visible_envs(request))
         return Response(queries.env_rows(envs))
@@ -158,7 +163,9 @@ class HostViewSet(OperatorOnly, viewsets.ViewSet):
             raise Http404(f"host {pk!r} not found")
         return host
 
-    @extend_schema(responses={200: HostSerializer(many=True), **errors(400, 403)})
+    @extend_schema(responses={200: HostSerializer(many=True), **errors(400, 403)}, parameters=[
+        OpenApiParameter("state", str, enum=HostState.values), OpenApiParameter("drain", bool),
+    ])
     def list(self, request):
         return Response(queries.host_rows(_filtered(HostFilterSet, request, Host.objects.all())))
 
