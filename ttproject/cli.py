@@ -82,9 +82,11 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
-    def wait(self) -> int:
+    def wait(self, every: float = 0, tick=None) -> int:
+        """Until a child exits or we are signalled; call `tick()` every `every` seconds meanwhile."""
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        next_tick = time.monotonic() + every
         try:
             while not self.stopping:
                 for name, proc in self.children:
@@ -92,6 +94,9 @@ class Supervisor:
                         print(f"ttstack: {name} exited with code {proc.returncode}", file=sys.stderr)
                         self.stop()
                         return proc.returncode or 1
+                if tick and time.monotonic() >= next_tick:
+                    tick()
+                    next_tick = time.monotonic() + every
                 time.sleep(0.2)
         finally:
             self.stop()
@@ -129,21 +134,31 @@ def serve(role: str, args) -> int:
 def worker(args) -> int:
     _setup(args.role)
     _migrate(args.role)
-    from django.core.management import call_command
-
     from ttproject.tasks.runner import requeue_orphans
 
     requeue_orphans()
-    if args.role != "controller":
-        call_command("qcluster")
-        return 0
-    # The controller's workers also run the fleet loop (heartbeat, expiry, retried deletes); a lease row
-    # lets only one loop act when several workers run, and another takes over if it dies.
     sup = Supervisor()
     manage = [sys.executable, "-m", "ttproject.cli", "manage", args.role]
-    sup.spawn("controller jobs", [*manage, "qcluster"])
-    sup.spawn("controller fleet loop", [*manage, "fleet_loop"])
-    return sup.wait()
+    sup.spawn(f"{args.role} jobs", [*manage, "qcluster"])
+    if args.role == "controller":
+        # The controller's workers also run the fleet loop (heartbeat, expiry, retried deletes); a lease row
+        # lets only one loop act when several workers run, and another takes over if it dies.
+        sup.spawn("controller fleet loop", [*manage, "fleet_loop"])
+    # django-q replaces a worker it killed (task timeout) or that crashed; its task is handed out again.
+    return sup.wait(every=30, tick=_requeue_quietly)
+
+
+def _requeue_quietly():
+    from django.db import close_old_connections
+
+    from ttproject.tasks.runner import requeue_orphans
+
+    try:
+        requeue_orphans()
+    except Exception as exc:  # a database hiccup must not take the workers down
+        print(f"ttstack: requeue of orphaned tasks failed: {exc}", file=sys.stderr)
+    finally:
+        close_old_connections()
 
 
 def _wait_http(url: str, timeout: float = 60) -> bool:

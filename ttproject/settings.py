@@ -134,7 +134,9 @@ else:
 
 # A task longer than `retry` would be handed out twice, so `timeout` stays below it; jobs are
 # idempotent anyway (they claim their Task row with a conditional UPDATE).
-_Q_TIMEOUT = int(os.environ.get("TTSTACK_TASK_TIMEOUT", "3700" if ROLE == "localvm" else "900"))
+# One hour (localvm: a pull may take 3600 s) covers the longest job: a create waits up to
+# TTSTACK_AGENT_CREATE_TIMEOUT for its agents and as long again for a rollback.
+_Q_TIMEOUT = int(os.environ.get("TTSTACK_TASK_TIMEOUT", "3700" if ROLE == "localvm" else "3600"))
 Q_CLUSTER = {
     # Workers of one deployment share a queue name; TTSTACK_QUEUE_NAME separates deployments on one Redis.
     "name": os.environ.get("TTSTACK_QUEUE_NAME", f"ttstack-{ROLE}"),

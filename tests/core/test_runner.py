@@ -45,10 +45,31 @@ def test_orphaned_running_task_is_handed_back(monkeypatch):
     monkeypatch.setattr(runner, "enqueue", queued.append)
     monkeypatch.setattr(runner, "_queued", lambda task_id: True)
     task = Task.objects.create(action="test.steps", status=TaskStatus.RUNNING,
-                               claimed_by=f"{runner.WORKER_ID.split(':')[0]}:999999999")
-    alive = Task.objects.create(action="test.steps", status=TaskStatus.RUNNING, claimed_by=runner.WORKER_ID)
+                               claimed_by=f"{runner.worker_id().split(':')[0]}:999999999")
+    alive = Task.objects.create(action="test.steps", status=TaskStatus.RUNNING, claimed_by=runner.worker_id())
     assert runner.requeue_orphans() == [task.id]
     task.refresh_from_db()
     alive.refresh_from_db()
     assert task.status == TaskStatus.PENDING and queued == [task.id]
     assert alive.status == TaskStatus.RUNNING
+
+
+def test_a_task_whose_worker_keeps_dying_is_failed_not_requeued_forever(monkeypatch):
+    queued = []
+    monkeypatch.setattr(runner, "enqueue", queued.append)
+    host = runner.worker_id().split(":")[0]
+    task = Task.objects.create(action="test.steps", status=TaskStatus.RUNNING, attempts=runner.MAX_ATTEMPTS,
+                               claimed_by=f"{host}:999999999")
+    assert runner.requeue_orphans() == []
+    task.refresh_from_db()
+    assert task.status == TaskStatus.FAILED and "died 3 times" in task.error
+    assert queued == []
+
+
+def test_claim_records_the_process_that_runs_the_job(monkeypatch):
+    monkeypatch.setattr(runner, "enqueue", lambda task_id: None)
+    task = runner.submit("test.steps", params={"count": 0})
+    monkeypatch.setattr(runner.os, "getpid", lambda: 4242)
+    assert runner.claim(task.id)
+    task.refresh_from_db()
+    assert task.claimed_by.endswith(":4242")

@@ -23,7 +23,13 @@ from .notify import task_changed
 from .registry import JOBS
 
 log = logging.getLogger(__name__)
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+MAX_ATTEMPTS = 3  # a task whose worker died this often is failed instead of handed out again
+
+
+def worker_id() -> str:
+    """host:pid of the process running the job. Read at claim time: django-q forks its workers after
+    this module is imported, so a value taken at import would name the parent, which outlives them."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class TaskFailed(Exception):
@@ -99,7 +105,7 @@ def _finish(task_id: str, status: str, **fields) -> bool:
 def claim(task_id: str) -> bool:
     now = timezone.now()
     claimed = Task.objects.filter(pk=task_id, status=TaskStatus.PENDING).update(
-        status=TaskStatus.RUNNING, started_at=now, updated_at=now, claimed_by=WORKER_ID,
+        status=TaskStatus.RUNNING, started_at=now, updated_at=now, claimed_by=worker_id(),
         version=F("version") + 1, attempts=F("attempts") + 1,
     )
     if claimed:
@@ -144,6 +150,10 @@ def requeue_orphans() -> list[str]:
     for task in Task.objects.filter(status=TaskStatus.RUNNING, claimed_by__startswith=f"{host}:"):
         pid = task.claimed_by.rsplit(":", 1)[-1]
         if pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        if task.attempts >= MAX_ATTEMPTS:
+            _finish(task.pk, TaskStatus.FAILED,
+                    error=f"its worker died {task.attempts} times (killed for running past the task timeout?)")
             continue
         if Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, claimed_by=task.claimed_by).update(
             status=TaskStatus.PENDING, claimed_by="", version=F("version") + 1, updated_at=timezone.now()
