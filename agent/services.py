@@ -303,7 +303,9 @@ def _bring_up(vm: Vm, engine: Engine, image: Image) -> Vm:
         message = str(exc) if isinstance(exc, (EngineError, StorageError, ValueError, RuntimeError)) \
             else f"{type(exc).__name__}: {exc}"
         log.warning("create %s failed: %s", vm.id, message, exc_info=not isinstance(exc, EngineError))
-        _teardown(vm, spec, engine)
+        cleanup_error = _teardown_or_release(vm, spec, engine)
+        if cleanup_error:
+            message = f"{message}; cleaning up also failed: {cleanup_error}"
         vm.state, vm.error, vm.port_map, vm.disk_path, vm.seed_path = VmState.FAILED, message, {}, "", ""
         vm.save()
         raise CreateFailed(vm, f"creating VM {vm.id} failed: {message}") from exc
@@ -336,6 +338,18 @@ def _teardown(vm: Vm, spec: GuestSpec, engine: Engine | None) -> None:
             log.warning("removing the disk of %s: %s", vm.id, exc)
         shutil.rmtree(spec.workdir, ignore_errors=True)
     ports.release(vm.id)
+
+
+def _teardown_or_release(vm: Vm, spec: GuestSpec, engine: Engine | None) -> str:
+    """_teardown for a record that is given up anyway (failed create, interrupted create/delete): the
+    ports are released even when the guest could not be removed. Returns the cleanup error, or ""."""
+    try:
+        _teardown(vm, spec, engine)
+    except (EngineError, StorageError, OSError) as exc:
+        log.warning("cleaning up %s failed: %s", vm.id, exc)
+        ports.release(vm.id)
+        return str(exc) or type(exc).__name__
+    return ""
 
 
 # ------------------------------------------------------------------------------------- the other verbs
@@ -470,10 +484,8 @@ def reconcile() -> dict:
             spec = spec_for(vm)
             if vm.state in (VmState.CREATING, VmState.DELETING):
                 summary["interrupted"] += 1
-                try:
-                    _teardown(vm, spec, engine)
-                except EngineError as exc:
-                    log.warning("reconcile: cleaning up %s failed: %s", vm.id, exc)
+                if _teardown_or_release(vm, spec, engine):  # ports are released either way
+                    log.warning("reconcile: cleaning up %s failed", vm.id)
                 if vm.state == VmState.DELETING:
                     vm.delete()
                     log.info("reconcile: finished deleting %s", vm.id)

@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import close_old_connections, transaction
 from django.db.models import Q
@@ -88,14 +88,16 @@ def retry_deletes() -> int:
 
 class Heartbeat:
     def __init__(self):
+        # Hosts beat in parallel threads: every access to `orphans` holds `lock`.
         self.orphans: dict[tuple[int, str], float] = {}  # (host, vm id) -> first seen (monotonic)
+        self.lock = threading.Lock()
 
     def beat(self):
         hosts = list(Host.objects.all())
         parallel(self.beat_host, hosts)
 
     def beat_host(self, host: Host):
-        now = timezone.now()
+        now = timezone.now()  # taken before the agent is asked: rows written since are newer than its answer
         try:
             with AgentClient.for_host(host, timeout=max(2.0, min(conf.AGENT_TIMEOUT, conf.HOST_TIMEOUT / 2))) as a:
                 info = a.info()
@@ -115,9 +117,12 @@ class Heartbeat:
         host.save(update_fields=["host_id", "hostname", "version", "engines", "engines_unavailable", "storage",
                                  "images", "cpu_total", "mem_total", "disk_total", "cpu_used", "mem_used",
                                  "disk_used", "vm_count", "state", "last_seen", "error"])
-        self.reconcile(host, agent_vms)
+        self.reconcile(host, agent_vms, since=now)
 
-    def reconcile(self, host: Host, agent_vms: list[dict]):
+    def reconcile(self, host: Host, agent_vms: list[dict], since: datetime | None = None):
+        """Bring the host's VM rows in line with the agent's list. `since`: when the list was asked for;
+        rows written at or after it (a VM created or started meanwhile) are newer than the list and
+        left alone (the next heartbeat looks at them again)."""
         on_agent = {str(v.get("id")): v for v in agent_vms if isinstance(v, dict) and v.get("id")}
         busy = set(Task.objects.filter(status__in=ACTIVE_TASK, action__startswith="fleet.env_")
                    .values_list("target", flat=True))
@@ -126,21 +131,25 @@ class Heartbeat:
         for vm in live.values():
             if vm.doomed or vm.state in (VmState.PENDING, VmState.CREATING) or vm.env_id in busy:
                 continue
+            if since is not None and vm.updated_at >= since:
+                continue
+            # Conditional on the row being unchanged since the list was asked for.
+            row = Vm.objects.filter(pk=vm.pk, gone=False)
+            if since is not None:
+                row = row.filter(updated_at__lt=since)
             seen = on_agent.get(vm.id)
             if seen is None:
-                if vm.state in (VmState.RUNNING, VmState.STOPPED):
-                    log.warning("VM %s of %s lost by agent %s: marked failed", vm.id, vm.env_id, host.addr)
-                    Vm.objects.filter(pk=vm.pk, gone=False).update(
+                if vm.state in (VmState.RUNNING, VmState.STOPPED) and row.update(
                         state=VmState.FAILED, gone=True, error="the agent no longer has this VM",
-                        updated_at=timezone.now())
+                        updated_at=timezone.now()):
+                    log.warning("VM %s of %s lost by agent %s: marked failed", vm.id, vm.env_id, host.addr)
                     touched.add(vm.env_id)
                 continue
             before = (vm.state, vm.ip, vm.port_map, vm.publish_addr)
             vm.apply_agent(seen)
-            if (vm.state, vm.ip, vm.port_map, vm.publish_addr) != before:
-                Vm.objects.filter(pk=vm.pk, gone=False).update(
+            if (vm.state, vm.ip, vm.port_map, vm.publish_addr) != before and row.update(
                     state=vm.state, ip=vm.ip, port_map=vm.port_map, publish_addr=vm.publish_addr,
-                    error=vm.error, updated_at=timezone.now())
+                    error=vm.error, updated_at=timezone.now()):
                 touched.add(vm.env_id)
         for env_id in touched:
             states = list(Vm.objects.filter(env_id=env_id).exclude(state=VmState.DELETED)
@@ -153,18 +162,22 @@ class Heartbeat:
     def collect_orphans(self, host: Host, unknown: set[str]):
         """VMs on the agent that no live VM row owns: destroyed after the grace period, logged."""
         now = time.monotonic()
-        for key in [k for k in self.orphans if k[0] == host.id and k[1] not in unknown]:
-            del self.orphans[key]
-        for vm_id in unknown:
-            first = self.orphans.setdefault((host.id, vm_id), now)
-            if now - first < conf.ORPHAN_GRACE:
-                continue
+        with self.lock:
+            for key in [k for k in self.orphans if k[0] == host.id and k[1] not in unknown]:
+                del self.orphans[key]
+            due = {}
+            for vm_id in unknown:
+                first = self.orphans.setdefault((host.id, vm_id), now)
+                if now - first >= conf.ORPHAN_GRACE:
+                    due[vm_id] = first
+        for vm_id, first in due.items():  # agents are called without holding the lock
             try:
                 with AgentClient.for_host(host) as agent:
                     agent.delete_vm(vm_id)
                 log.warning("destroyed VM %s on %s: no environment owns it (seen for %.0f s)",
                             vm_id, host.addr, now - first)
-                del self.orphans[(host.id, vm_id)]
+                with self.lock:
+                    self.orphans.pop((host.id, vm_id), None)
             except AgentError as exc:
                 log.warning("could not destroy orphan VM %s on %s: %s", vm_id, host.addr, exc)
 

@@ -7,7 +7,8 @@ from django.utils import timezone
 from .choices import EnvState, HostState, VmState
 
 # A VM holds its host's resources until its agent confirmed it is gone.
-# Stopped VMs keep their disk (and only their disk).
+# Stopped VMs keep their disk (and only their disk) — unless their environment is starting: the start
+# checked that they fit and took their cpu/mem back at once, before the agents run them.
 LIVE = Q(gone=False)
 
 
@@ -66,12 +67,15 @@ class Host(models.Model):
         self.vm_count = int(info.get("vm_count") or 0)
 
 
-def reserved_by_host(host_ids=None) -> dict[int, dict]:
-    """{host pk: {"cpu","mem","disk","vms"}} reserved by the controller's own live VMs (one query)."""
-    running = ~Q(state=VmState.STOPPED)
+def reserved_by_host(host_ids=None, exclude_env: str | None = None) -> dict[int, dict]:
+    """{host pk: {"cpu","mem","disk","vms"}} reserved by the controller's own live VMs (one query),
+    leaving out those of `exclude_env` when given."""
+    running = ~Q(state=VmState.STOPPED) | Q(env__state=EnvState.STARTING)
     vms = Vm.objects.filter(LIVE)
     if host_ids is not None:
         vms = vms.filter(host_id__in=host_ids)
+    if exclude_env is not None:
+        vms = vms.exclude(env_id=exclude_env)
     rows = vms.values("host_id").annotate(
         cpu=Sum(Case(When(running, then=F("cpu")), default=Value(0), output_field=IntegerField())),
         mem=Sum(Case(When(running, then=F("mem")), default=Value(0), output_field=IntegerField())),

@@ -165,15 +165,12 @@ def pull(ctx: TaskContext) -> dict:
     return {"message": f"Pulled {oci_url}", "name": oci_url}
 
 
-def _exists(name: str) -> bool:
-    return _listed(name) is not None
-
-
 def _clone(ctx: TaskContext, source: str, target: str) -> None:
-    if _exists(target):  # `tart clone` would silently overwrite it
+    names = {item.get("Name") for item in tart.list_vms()}  # one `tart list` for both names
+    if target in names:  # `tart clone` would silently overwrite it
         raise TaskFailed(f"VM {target} already exists")
     # Cloning an OCI image that is not pulled yet pulls it first: give it the pull's time.
-    timeout = tart.timeout("clone") if _exists(source) else tart.timeout("pull")
+    timeout = tart.timeout("clone") if source in names else tart.timeout("pull")
     _stream(ctx, tart.clone_argv(source, target), timeout)
     inventory.forget_config(target)
 

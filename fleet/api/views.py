@@ -12,16 +12,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ttproject.api.auth import is_operator, principal
-from ttproject.api.exceptions import Conflict
+from ttproject.api.exceptions import Conflict, Unprocessable
 from ttproject.tasks.runner import submit
 
-from .. import queries
+from .. import queries, scheduler
 from ..agent_client import AgentClient, AgentError
-from ..choices import EnvState, HostState
+from ..choices import EnvState, HostState, VmState
 from ..filtersets import EnvironmentFilterSet, HostFilterSet
 from ..loop import delete_env
-from ..models import Environment, Host, Vm
-from ..placement import create_environment
+from ..models import Environment, Host, Vm, reserved_by_host
+from ..placement import create_environment, host_caps
 from .schemas import (
     EnvironmentRowSerializer,
     EnvironmentSerializer,
@@ -115,6 +115,8 @@ class EnvViewSet(viewsets.ViewSet):
         with transaction.atomic():
             if not env.set_state(via, only_from=allowed):
                 raise Conflict(f"environment {env.id} is {env.state}; cannot {action_name} it now")
+            if action_name == "start":
+                _check_room_to_start(env)  # raises (and so rolls the claim back) when it does not fit
             task = submit(f"fleet.env_{action_name}", target=env.id, owner=env.owner, params={"env": env.id})
         body = queries.env_detail(env.id)
         body["task"] = task.id
@@ -125,10 +127,34 @@ class EnvViewSet(viewsets.ViewSet):
     def stop(self, request, pk=None):
         return self._power(request, pk, "stop", EnvState.STOPPING, [EnvState.ACTIVE, EnvState.STOPPED])
 
-    @extend_schema(request=None, responses={202: ENV_TASK, **errors(404, 409)})
+    @extend_schema(request=None, responses={202: ENV_TASK, **errors(404, 409, 422)})
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
         return self._power(request, pk, "start", EnvState.STARTING, [EnvState.ACTIVE, EnvState.STOPPED])
+
+
+def _check_room_to_start(env: Environment):
+    """Stopped VMs hold only their disk, so their hosts may have given cpu/mem away meanwhile: check,
+    with the hosts locked the way placement locks them, that each host still has room for all of the
+    environment's VMs on it (counted against what the other environments reserve)."""
+    vms = list(env.vms.filter(gone=False, host__isnull=False).values_list("host_id", "state", "cpu", "mem", "disk"))
+    waking = {host_id for host_id, state, *_ in vms if state == VmState.STOPPED}
+    if not waking:
+        return
+    need: dict[int, list[int]] = {host_id: [0, 0, 0] for host_id in waking}
+    for host_id, _state, cpu, mem, disk in vms:
+        if host_id in need:
+            need[host_id] = [a + b for a, b in zip(need[host_id], (cpu, mem, disk), strict=True)]
+    # PostgreSQL: row locks in id order, like placement; SQLite: the IMMEDIATE transaction serialises.
+    hosts = list(Host.objects.select_for_update().filter(pk__in=waking).order_by("id"))
+    short = []
+    for cap in host_caps(hosts, reserved_by_host([h.id for h in hosts], exclude_env=env.id)):
+        reason = scheduler.capacity_reason(cap, scheduler.VmReq("", "", *need[cap.id]))
+        if reason:
+            short.append(f"{cap.name}: {reason}")
+    if short:
+        raise Unprocessable(f"cannot start environment {env.id}: its VMs no longer fit on their hosts — "
+                            + "; ".join(short))
 
 
 class VmDetail(APIView):
@@ -212,6 +238,10 @@ class HostViewSet(OperatorOnly, viewsets.ViewSet):
     def destroy(self, request, pk=None):
         host = self._host(pk)
         with transaction.atomic():
+            # Lock the row first, so a placement (which locks hosts too) cannot put VMs on it meanwhile.
+            host = Host.objects.select_for_update().filter(pk=host.pk).first()
+            if host is None:
+                raise Http404(f"host {pk!r} not found")
             live = queries.live_vm_count(host.pk)
             if live:
                 raise Conflict(f"host {host.addr} still has {live} VM(s); delete their environments first "

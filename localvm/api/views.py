@@ -4,7 +4,7 @@ Every route needs the X-Local-Token (the app's default authentication). Actions 
 Task; the worker runs them (localvm/jobs.py).
 """
 
-from django.db import transaction
+from django.db import connection, transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ttproject.api.exceptions import BadGateway, Conflict, Unprocessable
+from ttproject.tasks.models import Task, TaskStatus
 from ttproject.tasks.runner import submit
 from ttproject.tasks.serializers import TaskSerializer
 
@@ -63,13 +64,17 @@ def _checked_name(name: str) -> str:
     return name
 
 
-def _listed(name: str) -> dict | None:
-    """The `tart list` entry of name, asked now (actions must not trust a stale cache)."""
-    return next((item for item in tart.list_vms() if item.get("Name") == name), None)
+def _listing() -> dict[str, dict]:
+    """`tart list` by name, asked now (actions must not trust a stale cache). Ask once per request."""
+    by_name: dict[str, dict] = {}
+    for item in tart.list_vms():
+        by_name.setdefault(item.get("Name"), item)
+    return by_name
 
 
-def _existing(name: str) -> dict:
-    item = _listed(_checked_name(name))
+def _existing(name: str, listing: dict[str, dict] | None = None) -> dict:
+    _checked_name(name)
+    item = (_listing() if listing is None else listing).get(name)
     if item is None:
         raise NotFound(f"VM {name!r} does not exist.")
     return item
@@ -85,8 +90,29 @@ def _local_vm(name: str, verb: str) -> dict:
     return item
 
 
+# Actions that make the VM named by their target: `tart clone` silently replaces an existing VM, so two of
+# them for one name must never be queued at once.
+MAKES_VM = ("localvm.clone", "localvm.create")
+
+
+def _refuse_second_maker(target: str) -> None:
+    """Inside the submitting transaction: 409 if a clone/create of target is pending or running. SQLite
+    (the usual localvm database) takes its write lock at BEGIN (IMMEDIATE), which serializes this check
+    with the insert; PostgreSQL gets a transaction-scoped advisory lock on the name."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"localvm.make:{target}"])
+    busy = (Task.objects.filter(action__in=MAKES_VM, target=target,
+                                status__in=(TaskStatus.PENDING, TaskStatus.RUNNING))
+            .order_by("created_at").first())
+    if busy is not None:
+        raise Conflict(f"VM {target!r} is already being made by task {busy.id} ({busy.action}, {busy.status}).")
+
+
 def _task_reply(action: str, target: str, params: dict) -> Response:
     with transaction.atomic():
+        if action in MAKES_VM:
+            _refuse_second_maker(target)
         task = submit(action, target=target, params=params)
     jobs.prune_tasks()
     return Response(TaskSerializer(task).data, status=status.HTTP_202_ACCEPTED)
@@ -183,9 +209,10 @@ class CloneView(LocalView):
     def post(self, request, name):
         data = s.CloneSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        _existing(name)
+        listing = _listing()
+        _existing(name, listing)
         new_name = data.validated_data["new_name"]
-        if _listed(new_name) is not None:
+        if new_name in listing:
             raise Conflict(f"VM {new_name!r} already exists.")
         return _task_reply("localvm.clone", new_name, {"name": name, **data.validated_data})
 
@@ -206,9 +233,10 @@ class CreateView(LocalView):
         data = s.CreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         params = data.validated_data
-        if _listed(params["name"]) is not None:
+        listing = _listing()
+        if params["name"] in listing:
             raise Conflict(f"VM {params['name']!r} already exists.")
         source = params["source_vm"]
-        if not v.is_oci_ref(source) and _listed(source) is None:
+        if not v.is_oci_ref(source) and source not in listing:
             raise NotFound(f"Source VM {source!r} does not exist.")
         return _task_reply("localvm.create", params["name"], dict(params))

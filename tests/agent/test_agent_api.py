@@ -266,3 +266,56 @@ def test_image_build_dispatcher(docker_tiny):
     assert build("docker-tiny") == TINY
     with pytest.raises(ValueError):
         build("nonsense")
+
+
+def test_failed_create_whose_cleanup_fails_too_is_recorded_failed_and_frees_ports(client, docker_tiny,
+                                                                                  monkeypatch):
+    """engine.create and engine.destroy both raise: the record is failed with both messages, the ports
+    are released, and a retried identical create answers that failed record (not `creating`)."""
+    engine = registry.available("docker")
+
+    def failing_create(self, spec):
+        raise EngineError("injected create failure")
+
+    def failing_destroy(self, spec):
+        raise EngineError("injected destroy failure")
+
+    monkeypatch.setattr(type(engine), "create", failing_create)
+    monkeypatch.setattr(type(engine), "destroy", failing_destroy)
+    body = {"id": "both-fail", "image": TINY, "engine": "docker", "ports": [80], "mem": 64}
+    reply = post(client, body)
+    assert reply.status_code == 500
+    data = reply.json()
+    assert "injected create failure" in data["detail"] and "injected destroy failure" in data["detail"]
+    vm = Vm.objects.get(pk="both-fail")
+    assert vm.state == "failed" and vm.port_map == {}
+    assert "injected create failure" in vm.error and "injected destroy failure" in vm.error
+    assert PortAllocation.objects.count() == 0
+    again = post(client, body)
+    assert again.status_code == 200 and again.json()["state"] == "failed"
+    monkeypatch.undo()
+    assert client.delete("/api/vms/both-fail").status_code == 204
+    nothing_left("both-fail")
+
+
+def test_reconcile_releases_ports_of_an_interrupted_create_even_when_cleanup_fails(docker_tiny, monkeypatch):
+    """A record left `creating` by a crash whose guest cannot be destroyed: ports rows and port_map are
+    cleared together (no drift) and the record is marked failed."""
+    engine = registry.available("docker")
+    vm = Vm.objects.create(id="interrupted", image=TINY, engine="docker", cpu=1, mem=64, disk=1024,
+                           ports=[80], hostname="interrupted", state="creating", publish_addr="127.0.0.1",
+                           guest_name=conf.guest_name("interrupted"),
+                           workdir=str(conf.vms_dir() / "interrupted"))
+    vm.port_map = {str(g): h for g, h in ports.allocate(vm, [80], "127.0.0.1").items()}
+    vm.save()
+    assert PortAllocation.objects.filter(vm_id="interrupted").count() == 1
+
+    def failing_destroy(self, spec):
+        raise EngineError("injected destroy failure")
+
+    monkeypatch.setattr(type(engine), "destroy", failing_destroy)
+    summary = services.reconcile()
+    assert summary["interrupted"] == 1
+    vm.refresh_from_db()
+    assert vm.state == "failed" and vm.port_map == {}
+    assert PortAllocation.objects.filter(vm_id="interrupted").count() == 0

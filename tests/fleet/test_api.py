@@ -257,3 +257,47 @@ def test_stopped_vms_keep_only_their_disk():
 
     cap = host_caps([host], reserved_by_host())[0]
     assert (cap.cpu_free, cap.mem_free, cap.disk_free) == (3, 3596, 500)
+
+
+def test_start_refused_when_the_stopped_vms_no_longer_fit(api):
+    """Stopped VMs free cpu/mem; once placement gave it away, start is 422 and the env stays stopped."""
+    host = make_host(cpu=2, mem=1024)
+    assert api.post("/api/envs", env_body("a", cpu=2, mem=512), format="json").status_code == 202
+    Vm.objects.filter(env_id="a").update(state=VmState.STOPPED)
+    Environment.objects.filter(pk="a").update(state=EnvState.STOPPED)
+    assert api.post("/api/envs", env_body("b", cpu=1, mem=700), format="json").status_code == 202
+    tasks = Task.objects.count()
+    r = api.post("/api/envs/a/start")
+    assert r.status_code == 422, r.json()
+    detail = r.json()["detail"]
+    assert host.addr in detail and "cpu 2 > 1 free" in detail and "mem 512 > 324 MiB free" in detail
+    assert Environment.objects.get(pk="a").state == EnvState.STOPPED
+    assert Task.objects.count() == tasks
+    # room again once b is gone: the start is accepted, and its VMs reserve cpu/mem at once
+    Vm.objects.filter(env_id="b").update(gone=True, state=VmState.DELETED)
+    r = api.post("/api/envs/a/start")
+    assert r.status_code == 202 and r.json()["state"] == EnvState.STARTING
+    assert api.post("/api/envs", env_body("c", cpu=1, mem=64), format="json").status_code == 422
+
+
+def test_start_of_a_running_env_needs_no_room(api):
+    make_host(cpu=1)
+    api.post("/api/envs", env_body("a", cpu=1), format="json")
+    Vm.objects.update(state=VmState.RUNNING)
+    Environment.objects.update(state=EnvState.ACTIVE)
+    assert api.post("/api/envs/a/start").status_code == 202
+
+
+def test_host_delete_locks_the_host_row(api):
+    host = make_host()
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert api.delete(f"/api/hosts/{host.id}").status_code == 204
+    sql = [q["sql"] for q in queries.captured_queries]
+    lock = next(i for i, q in enumerate(sql) if "fleet_host" in q and "FOR UPDATE" in q.upper()) \
+        if connection.features.has_select_for_update else None
+    count = next(i for i, q in enumerate(sql) if "COUNT(" in q.upper() and "fleet_vm" in q)
+    assert lock is None or lock < count
+    assert not Host.objects.exists()

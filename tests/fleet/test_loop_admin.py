@@ -65,6 +65,40 @@ def test_reconcile_leaves_envs_with_a_running_job_alone(host):
     assert set(Vm.objects.values_list("state", flat=True)) == {VmState.RUNNING}
 
 
+def test_reconcile_leaves_rows_written_after_the_agent_was_asked_alone(host):
+    """A VM created (row written running) between the agent's answer and reconcile is not lost."""
+    make_env(host, "old", n=1)
+    since = timezone.now()  # when the heartbeat asked the agent, which then had neither VM
+    make_env(host, "new", n=1)
+    Vm.objects.filter(env_id="old").update(updated_at=since - timedelta(seconds=1))
+    Vm.objects.filter(env_id="new").update(updated_at=since + timedelta(milliseconds=1))
+    hb = loop.Heartbeat()
+    hb.reconcile(host, [], since=since)
+    new = Vm.objects.get(env_id="new")
+    assert (new.state, new.gone, new.error) == (VmState.RUNNING, False, "")
+    assert Environment.objects.get(pk="new").state == EnvState.ACTIVE
+    old = Vm.objects.get(env_id="old")
+    assert (old.state, old.gone) == (VmState.FAILED, True)  # older than the answer: really lost
+    # and a newer row is not an orphan either, once the agent lists it
+    hb.reconcile(host, [{"id": "new-0", "state": "running"}], since=since)
+    assert not hb.orphans
+
+
+def test_orphans_are_guarded_by_the_heartbeat_lock(host):
+    """Hosts beat in parallel threads: collect_orphans touches the shared dict only under the lock."""
+    import threading
+
+    hb = loop.Heartbeat()
+    hb.orphans[(host.id, "gone-meanwhile")] = 0.0
+    with hb.lock:
+        worker = threading.Thread(target=hb.collect_orphans, args=(host, {"stray"}))
+        worker.start()
+        worker.join(0.2)
+        assert worker.is_alive() and list(hb.orphans) == [(host.id, "gone-meanwhile")]
+    worker.join()
+    assert list(hb.orphans) == [(host.id, "stray")]
+
+
 def test_lease_has_one_holder(monkeypatch):
     assert loop.take_lease(15)
     assert loop.take_lease(15)  # renewal by the holder

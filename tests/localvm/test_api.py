@@ -171,6 +171,23 @@ def test_create_from_an_image_not_pulled_yet(localvm):
     assert (raw["CPU"], raw["Memory"]) == (5, 16384)
 
 
+def test_second_clone_or_create_to_a_name_being_made_is_409(localvm, api):
+    """`tart clone` silently replaces an existing VM: while a create of "contested" is pending or running
+    (it pulls an unpulled image first: 10 progress steps of TART_DOUBLE_PULL_STEP), a clone or create to
+    that name is refused instead of being queued."""
+    first = api.post("/api/vms/create", json={"name": "contested",
+                                              "source_vm": "ghcr.io/cirruslabs/macos-contested-base:latest"})
+    assert first.status_code == 202, first.text
+    first = first.json()
+    for path, body in (("/api/vms/dev/clone", {"new_name": "contested"}),
+                       ("/api/vms/create", {"name": "contested", "source_vm": "dev"})):
+        reply = api.post(path, json=body)
+        assert reply.status_code == 409, (path, reply.text)
+        assert first["id"] in reply.json()["detail"]  # refused because of the task, not `tart list`
+    assert localvm.wait_task(first["id"])["status"] == "completed"
+    assert localvm.run_task("/api/vms/contested/delete")["status"] == "completed"
+
+
 def test_create_whose_tart_set_fails_is_rolled_back(localvm, api):
     # The double refuses shrinking the disk (50 GB image): the half-made clone is deleted.
     task = localvm.run_task("/api/vms/create", {"name": "too-small", "source_vm": "dev", "disk_size": 20})
