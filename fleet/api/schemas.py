@@ -10,7 +10,7 @@ from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
-from agent.api.serializers import ResourcesSerializer  # the controller relays its agents' figures
+from agent.api.serializers import ImageSerializer, ResourcesSerializer  # relayed from the agents
 
 from ..choices import ENGINES, EnvState, HostState, VmState
 
@@ -110,17 +110,6 @@ class HostReservedSerializer(serializers.Serializer):
     disk = serializers.IntegerField(help_text="MiB")
 
 
-class HostImageSerializer(serializers.Serializer):
-    """An image as the host's agent reports it (agent GET /api/images)."""
-
-    name = serializers.CharField()
-    engines = serializers.ListField(child=serializers.CharField())
-    kind = serializers.CharField(help_text="disk or docker")
-    format = serializers.CharField()
-    size = serializers.IntegerField(help_text="bytes")
-    description = serializers.CharField(allow_blank=True)
-
-
 class HostSerializer(serializers.Serializer):
     """A registered agent. The operators' key for it is never shown."""
 
@@ -135,7 +124,7 @@ class HostSerializer(serializers.Serializer):
     engines_unavailable = serializers.DictField(child=serializers.CharField(),
                                                 help_text="engine -> why it is not available")
     storage = serializers.CharField(allow_blank=True, help_text="file or zvol")
-    images = HostImageSerializer(many=True)
+    images = ImageSerializer(many=True, help_text="as the host's agent reports them (agent GET /api/images)")
     resources = ResourcesSerializer(help_text="the agent's own figures, as last reported")
     reserved = HostReservedSerializer()
     vm_count = serializers.IntegerField(help_text="VMs on the host as its agent reports")
