@@ -10,6 +10,8 @@ from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from ttproject import errors
+
 log = logging.getLogger(__name__)
 
 
@@ -60,7 +62,28 @@ def _flatten(data, prefix=""):
         yield f"{label}: {data}" if label else str(data)
 
 
+# How each domain error leaves the API.
+DOMAIN_STATUS = {
+    errors.Invalid: 400,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.Refused: 422,
+    errors.NotSupported: 501,
+    errors.UpstreamFailed: 502,
+}
+
+
+def _domain_response(exc: errors.DomainError) -> Response:
+    status_code = next((code for cls, code in DOMAIN_STATUS.items() if isinstance(exc, cls)), 400)
+    body = {"detail": exc.message}
+    if exc.errors:
+        body["errors"] = exc.errors
+    return Response(body, status=status_code)
+
+
 def json_exception_handler(exc, context):
+    if isinstance(exc, errors.DomainError):
+        return _domain_response(exc)
     if isinstance(exc, DjangoValidationError):
         exc_data = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
         return Response({"detail": "; ".join(_flatten(exc_data)), "errors": exc_data}, status=400)
