@@ -54,6 +54,10 @@ def child_pids(parent: int) -> list[int]:
     return found
 
 
+def describe_exit(code: int) -> str:
+    return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+
+
 @dataclass
 class Child:
     name: str
@@ -150,14 +154,14 @@ class Supervisor:
         """Handle a child that exited: schedule its restart, or return the exit code to stop with."""
         code = child.proc.returncode
         if not child.restart:
-            print(f"ttstack: {child.name} exited with code {code}", file=sys.stderr, flush=True)
+            print(f"ttstack: {child.name} {describe_exit(code)}", file=sys.stderr, flush=True)
             return code or 1
         ran = time.monotonic() - child.started
         child.backoff = BACKOFF_FIRST if ran >= STABLE_AFTER or not child.backoff else \
             min(child.backoff * 2, BACKOFF_MAX)
         child.due = time.monotonic() + child.backoff
         child.proc = None
-        print(f"ttstack: {child.name} exited with code {code}; starting it again in {child.backoff:g} s",
+        print(f"ttstack: {child.name} {describe_exit(code)}; starting it again in {child.backoff:g} s",
               file=sys.stderr, flush=True)
         return None
 
