@@ -19,6 +19,7 @@ from .vms import FINAL_VM_STATES, readiness, ssh_text, vm_name
 TERMINAL = ("completed", "failed")
 BUSY_ENV_STATES = ("creating", "starting", "stopping", "deleting")
 TICK = 1.0
+SETTLE_TIMEOUT = 900.0  # after its task, how long an environment may stay busy before we stop waiting
 
 
 def _socket_states(api: Api, task_id: str):
@@ -170,7 +171,8 @@ class Watch:
                 self._refresh_env()
                 last_env_read = time.monotonic()
             show()
-        while not self._done():  # the task ended; the environment is still settling
+        settle_by = time.monotonic() + SETTLE_TIMEOUT
+        while not self._done() and time.monotonic() < settle_by:  # the task ended; the env is settling
             time.sleep(TICK)
             self._refresh_env()
             show()
