@@ -40,7 +40,12 @@ for command in (account.login, account.status, envs.env_group, hosts.host_group,
 
 
 def _is_client(argv: list[str]) -> bool:
-    words = [a for a in argv if not a.startswith("-")]
+    words, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("-"):
+            skip = arg == "--profile"  # the global option's value is not a command
+            continue
+        words.append(arg)
     return bool(words) and words[0] in CLIENT_COMMANDS and words[:2] != ["image", "build"]
 
 

@@ -12,7 +12,7 @@ from .output import emit, fields, output_option
 from .session import current_session, with_api
 
 
-@click.command(help="Check URL and token against the controller's /api/status and remember them "
+@click.command(short_help="Remember a controller and its token.", help="Check URL and token against the controller's /api/status and remember them "
                     "(in $XDG_CONFIG_HOME/ttstack/config.toml, 0600) under a profile.")
 @click.argument("url")
 @click.option("--token", default=None, help="the operators' key or an owner's personal token")
@@ -57,7 +57,7 @@ def render_status(data: dict):
                    ("VMs", f"{status.get('total_vms')}" + (f" ({vm_states})" if vm_states else ""))])
 
 
-@click.command(help="The fleet's figures: hosts online, reserved cpu/mem/disk, environments and VMs by state.")
+@click.command(short_help="The fleet's figures.", help="The fleet's figures: hosts online, reserved cpu/mem/disk, environments and VMs by state.")
 @output_option
 @with_api
 def status(api: Api, fmt):

@@ -55,7 +55,7 @@ class Api:
             return self.http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
             raise CliError(f"{self.target.url} did not answer in time ({method} {path})") from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise CliError(f"cannot reach {self.target.url}: {exc}") from exc
 
     def call(self, method: str, path: str, *, json=None, params=None, feature: str | None = None):
@@ -63,7 +63,11 @@ class Api:
         yet: a 404/405/501 for a route the controller's schema does not list fails with exit 1 and says so."""
         reply = self._send(method, path, json=json, params=params)
         if reply.is_success:
-            return reply.json() if reply.content else None
+            try:
+                return reply.json() if reply.content else None
+            except ValueError as exc:
+                raise CliError(f"{method} {path} answered {reply.status_code} with no JSON: is "
+                               f"{self.target.url} a ttstack controller?") from exc
         detail = error_detail(reply)
         if feature and reply.status_code in UNSUPPORTED and not self.offers(method, path, reply):
             raise CliError(f"{feature}: this controller does not offer {method} {path} "

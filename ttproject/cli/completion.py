@@ -51,7 +51,7 @@ def host_names(ctx, param, incomplete: str) -> list[CompletionItem]:
     return items
 
 
-@click.command(help="Print the shell completion script: eval \"$(ttstack completion bash)\" (or zsh).")
+@click.command(short_help="Print the bash or zsh completion script.", help="Print the shell completion script: eval \"$(ttstack completion bash)\" (or zsh).")
 @click.argument("shell", type=click.Choice(["bash", "zsh"]))
 @click.pass_context
 def completion(ctx, shell):

@@ -84,7 +84,7 @@ def resolve(chosen_profile: str | None) -> Target:
     config = load()
     name = profile_name(chosen_profile, config)
     profile = config.get("profiles", {}).get(name, {})
-    if chosen_profile and not profile:
+    if chosen_profile and not profile and not os.environ.get("TTSTACK_URL"):
         raise CliError(f"no profile {name!r} in {config_path()} (ttstack login URL --profile {name})", EXIT_USAGE)
     url = os.environ.get("TTSTACK_URL") or profile.get("url")
     token = os.environ.get("TTSTACK_TOKEN") or profile.get("token") or None

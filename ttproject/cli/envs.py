@@ -195,7 +195,7 @@ def env_delete(api: Api, name, no_wait, fmt):
     follow(api, api.call("DELETE", env_path(name)), name, no_wait, fmt, gone_ok=True)
 
 
-@env_group.command("extend", help="Set the environment to expire DURATION from now (e.g. 2h, 1d).")
+@env_group.command("extend", short_help="Expire DURATION from now.", help="Set the environment to expire DURATION from now (e.g. 2h, 1d).")
 @ENV_NAME
 @click.argument("lifetime", type=DURATION)
 @output_option
@@ -207,7 +207,7 @@ def env_extend(api: Api, name, lifetime, fmt):
     emit(reply, fmt, render_env)
 
 
-@env_group.command("wait", help="Wait until the environment is in STATE ('deleted': until it is gone).")
+@env_group.command("wait", short_help="Wait for a state (default active).", help="Wait until the environment is in STATE ('deleted': until it is gone).")
 @ENV_NAME
 @click.option("--state", "wanted", type=click.Choice((*ENV_STATES, "deleted")), default="active",
               show_default=True)

@@ -101,7 +101,7 @@ host_drain = _set_drain("drain", True, "Stop placing new VMs on the host (its VM
 host_undrain = _set_drain("undrain", False, "Place new VMs on the host again.")
 
 
-@host_group.command("detach", help="Give up on a dead host: its VMs are lost, their environments finish "
+@host_group.command("detach", short_help="Give up on a dead host.", help="Give up on a dead host: its VMs are lost, their environments finish "
                                    "without it.")
 @HOST
 @click.option("--no-wait", is_flag=True, help="do not follow the task, if the controller starts one")
@@ -116,7 +116,7 @@ def host_detach(api: Api, host, no_wait, fmt):
     emit(reply, fmt, render_host)
 
 
-@host_group.command("rm", help="Remove a host (refused while it still has VMs, unless it is detached).")
+@host_group.command("rm", short_help="Remove a host.", help="Remove a host (refused while it still has VMs, unless it is detached).")
 @HOST
 @output_option
 @with_api

@@ -11,7 +11,7 @@ from .session import with_api
 from .watch import Watch
 
 
-@click.group("image", help="Images: list the fleet's, import onto hosts, remove; build the bundled ones here.")
+@click.group("image", short_help="Images: list, import, rm; build here.", help="Images: list the fleet's, import onto hosts, remove; build the bundled ones here.")
 def image_group():
     pass
 

@@ -90,7 +90,7 @@ API_KEY = click.option("--api-key", default=None, help="require 'Authorization: 
 NO_WORKER = click.option("--no-worker", is_flag=True, help="do not start a worker (scale-out)")
 
 
-@click.command(help="Run the controller (daphne + worker; default port 9200).")
+@click.command(short_help="Run the controller (web + worker).", help="Run the controller (daphne + worker; default port 9200).")
 @PORT
 @BIND
 @API_KEY
@@ -109,14 +109,14 @@ def agent(port, bind, api_key, storage):
     sys.exit(serve("agent", port=port, bind=bind, api_key=api_key, storage=storage))
 
 
-@click.command(help="Run the local Tart VM manager on 127.0.0.1 (daphne + worker; default port 8000).")
+@click.command(short_help="Run the local Tart VM manager.", help="Run the local Tart VM manager on 127.0.0.1 (daphne + worker; default port 8000).")
 @PORT
 @NO_WORKER
 def localvm(port, no_worker):
     sys.exit(serve("localvm", port=port, no_worker=no_worker))
 
 
-@click.command(help="Run a role's job workers (django-q2; for the controller also the fleet loop).")
+@click.command(short_help="Run a role's job workers.", help="Run a role's job workers (django-q2; for the controller also the fleet loop).")
 @click.option("--role", type=click.Choice(["controller", "localvm"]), default="controller", show_default=True)
 def worker(role):
     _setup(role)
@@ -182,7 +182,7 @@ def read_or_make_key(path: Path) -> str:
     return key
 
 
-@click.command(help="Controller + worker + a local agent on this machine, the host registered.")
+@click.command(short_help="Controller + worker + local agent here.", help="Controller + worker + a local agent on this machine, the host registered.")
 @click.option("--port", type=int, default=9200, show_default=True, help="controller port")
 @click.option("--agent-port", type=int, default=9100, show_default=True)
 @click.option("--api-key", default=None, help="operators' key (default: DATA_DIR/api_key, made on first run)")
@@ -219,7 +219,7 @@ def up(port, agent_port, api_key):
     sys.exit(sup.wait())
 
 
-@click.command("build", help="Build a bundled image for the agent of this machine (into its data dir).")
+@click.command("build", short_help="Build a bundled image (tiny, docker-tiny) here.", help="Build a bundled image for the agent of this machine (into its data dir).")
 @click.argument("kind", type=click.Choice(["tiny", "docker-tiny"]))
 @click.option("--force", is_flag=True, help="build again even if it exists")
 def image_build(kind, force):
@@ -229,7 +229,7 @@ def image_build(kind, force):
     click.echo(build(kind, force=force))
 
 
-@click.command(help="Run a manage.py command for a role: ttstack manage ROLE ARGS...",
+@click.command(short_help="Run a manage.py command for a role.", help="Run a manage.py command for a role: ttstack manage ROLE ARGS...",
                context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("role", type=click.Choice(["controller", "agent", "localvm"]))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)

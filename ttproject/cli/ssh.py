@@ -54,6 +54,8 @@ def wait_ready(api: Api, env_id: str, ref: str | None, timeout: float) -> tuple[
             raise CliError(str(exc), EXIT_NOT_FOUND) from exc
         if vm.get("state") == "failed" or env.get("state") == "failed":
             raise CliError(f"{vm_name(env_id, vm)} failed: {vm.get('error') or env.get('error') or 'no reason'}")
+        if env.get("state") == "stopped":
+            raise CliError(f"environment {env_id} is stopped (start it: ttstack env start {env_id})")
         endpoint = ssh_endpoint(vm)
         if endpoint.port is None and vm.get("state") == "running":
             raise CliError(f"{vm_name(env_id, vm)} publishes no SSH port (guest port 22)", EXIT_FAILED)
@@ -111,7 +113,7 @@ def ssh_argv(vm: dict, endpoint: SshEndpoint, user: str | None, identity: str | 
     return [*argv, "--", f"{user or endpoint.user}@{endpoint.host}", *command]
 
 
-@click.command("ssh", help="SSH into a VM (NAME, NAME/INDEX or NAME/VM-ID), once it answers: "
+@click.command("ssh", short_help="SSH into a VM once it answers.", help="SSH into a VM (NAME, NAME/INDEX or NAME/VM-ID), once it answers: "
                            "ttstack env ssh demo/0 -- uname -a")
 @click.argument("target", shell_complete=completion.env_vm_names)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)

@@ -10,7 +10,7 @@ from .session import with_api
 from .watch import Watch, env_of
 
 
-@click.group("task", help="Tasks: the long actions behind environment and image operations.")
+@click.group("task", short_help="Tasks: the long actions behind 202 replies.", help="Tasks: the long actions behind environment and image operations.")
 def task_group():
     pass
 
@@ -47,7 +47,7 @@ def task_show(api: Api, task_id, fmt):
     emit(api.get(f"/api/tasks/{segment(task_id)}"), fmt, render_task)
 
 
-@task_group.command("watch", help="Follow a task to its end (exit 1 if it fails); Ctrl-C stops watching only.")
+@task_group.command("watch", short_help="Follow a task to its end.", help="Follow a task to its end (exit 1 if it fails); Ctrl-C stops watching only.")
 @click.argument("task_id")
 @output_option
 @with_api
