@@ -8,12 +8,34 @@ import subprocess
 import pytest
 
 from tests.agent.test_agent_qemu import qemu_agent  # noqa: F401 - the fixture: a qemu agent with `tiny` built
+from tests.conftest import wait_for
+from ttproject.cli.errors import CliError
 from ttproject.cli.output import parse_time
+from ttproject.cli.ssh import pin_host_keys
+from ttproject.cli.vms import SshEndpoint
 
 pytestmark = pytest.mark.timeout(900)
 
 
-def test_env_ssh_runs_the_command_in_the_vm(qemu_agent, role_server, cli, env_name):  # noqa: F811
+def check_pinning(tmp_path, port: int):
+    """With fingerprints from a controller (ssh.host_key_fingerprints), only the matching key is pinned, and
+    a key that matches none is refused: checked against ssh-keygen's own fingerprints of the guest's keys."""
+    scanned = wait_for(lambda: subprocess.run(["ssh-keyscan", "-T", "10", "-p", str(port), "127.0.0.1"],
+                                              capture_output=True, text=True, timeout=60).stdout.strip(),
+                       timeout=120, interval=2, message="the guest's host keys")
+    listed = subprocess.run(["ssh-keygen", "-lf", "-"], input=scanned, capture_output=True, text=True).stdout
+    fingerprints = tuple(line.split()[1] for line in listed.splitlines())
+    assert fingerprints and all(f.startswith("SHA256:") for f in fingerprints)
+    known = tmp_path / "known_hosts"
+    pin_host_keys(known, "vm-a.1.ttstack", SshEndpoint("127.0.0.1", port, "root", True, fingerprints[:1]))
+    [line] = known.read_text().splitlines()
+    assert line.startswith("vm-a.1.ttstack ") and line.split()[2] in scanned
+    with pytest.raises(CliError, match="does not match"):
+        pin_host_keys(known, "vm-b.1.ttstack", SshEndpoint("127.0.0.1", port, "root", True, ("SHA256:forged",)))
+    assert "vm-b" not in known.read_text()
+
+
+def test_env_ssh_runs_the_command_in_the_vm(qemu_agent, role_server, cli, env_name, tmp_path):  # noqa: F811
     controller = role_server("controller")
     cli.ok("login", controller.url, "--token", controller.api_key)
     cli.ok("host", "add", qemu_agent.addr, "--key", qemu_agent.api_key)
@@ -42,6 +64,7 @@ def test_env_ssh_runs_the_command_in_the_vm(qemu_agent, role_server, cli, env_na
         assert done.returncode == 0 and done.stdout.strip() == "/etc", done.stderr
         # the remote command's exit status is the client's
         assert cli.run("env", "ssh", name, *ssh, "--", "exit", "7", timeout=120).returncode == 7
+        check_pinning(tmp_path, port)
         assert env["task"]
     finally:
         cli.run("env", "delete", name, timeout=300)

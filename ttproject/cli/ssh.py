@@ -76,16 +76,26 @@ def fingerprint(blob_b64: str) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
+def scan_host_keys(endpoint: SshEndpoint, attempts: int = 3) -> list[tuple[str, str]]:
+    """(key type, base64 blob) of the keys offered on the port; a guest busy booting may not answer a
+    first scan in time, so it is tried again."""
+    for attempt in range(attempts):
+        scan = subprocess.run(["ssh-keyscan", "-T", "10", "-p", str(endpoint.port), endpoint.host],
+                              capture_output=True, text=True, timeout=60)
+        keys = [(parts[1], parts[2]) for line in scan.stdout.splitlines()
+                if not line.startswith("#") and len(parts := line.split()) >= 3]
+        if keys:
+            return keys
+        if attempt + 1 < attempts:
+            time.sleep(2)
+    raise CliError(f"{endpoint.host}:{endpoint.port} offered no SSH host key (ssh-keyscan: "
+                   f"{scan.stderr.strip()[-200:] or 'no answer'})")
+
+
 def pin_host_keys(known_hosts: Path, alias: str, endpoint: SshEndpoint) -> None:
     """Write the keys the VM offers that match the controller's fingerprints under `alias`."""
-    scan = subprocess.run(["ssh-keyscan", "-T", "5", "-p", str(endpoint.port), endpoint.host],
-                          capture_output=True, text=True, timeout=30)
     wanted = set(endpoint.fingerprints)
-    keys = []
-    for line in scan.stdout.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and not line.startswith("#") and fingerprint(parts[2]) in wanted:
-            keys.append(f"{alias} {parts[1]} {parts[2]}")
+    keys = [f"{alias} {kind} {blob}" for kind, blob in scan_host_keys(endpoint) if fingerprint(blob) in wanted]
     if not keys:
         raise CliError(f"the host key on {endpoint.host}:{endpoint.port} does not match the fingerprints the "
                        f"controller reports ({', '.join(sorted(wanted))}); not connecting")
