@@ -1,0 +1,5 @@
+import sys
+
+from ttproject.cli import main
+
+sys.exit(main())

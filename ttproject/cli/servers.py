@@ -1,0 +1,243 @@
+"""The server commands: start a role, its worker, or the whole local stack; build images; run manage commands.
+
+    ttstack controller [--port 9200] [--bind ADDR] [--api-key KEY] [--no-worker]
+    ttstack worker [--role controller|localvm]
+    ttstack agent [--port 9100] [--bind ADDR] [--api-key KEY] [--storage file|raw|zvol|zfs]
+    ttstack localvm [--port 8000] [--no-worker]
+    ttstack up                     controller + worker + local agent, host registered, key printed
+    ttstack image build tiny|docker-tiny
+    ttstack manage ROLE ARGS...    any manage.py command for that role
+
+Everything is passed to the child processes through environment variables (see docs/settings.md).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ttproject.vocabulary import STORAGE_ALIASES, default_data_dir
+
+from .supervisor import Supervisor
+
+DEFAULT_PORTS = {"controller": 9200, "agent": 9100, "localvm": 8000}
+ME = [sys.executable, "-m", "ttproject.cli"]
+
+
+def _setup(role: str):
+    os.environ["TTSTACK_ROLE"] = role
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ttproject.settings")
+    import django
+
+    django.setup()
+
+
+def _migrate():
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def _prepare(role: str):
+    """Let the role's app check its configuration before serving (e.g. the agent's storage)."""
+    import importlib
+
+    app = {"controller": "fleet", "agent": "agent", "localvm": "localvm"}[role]
+    try:
+        startup = importlib.import_module(f"{app}.startup")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{app}.startup":
+            raise
+        return
+    startup.prepare()
+
+
+def _daphne_argv(bind: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "daphne", "-b", bind, "-p", str(port), "--proxy-headers",
+            "ttproject.asgi:application"]
+
+
+def serve(role: str, *, port: int | None, bind: str | None = None, api_key: str | None = None,
+          storage: str | None = None, no_worker: bool = False) -> int:
+    if api_key:
+        os.environ["TTSTACK_API_KEY"] = api_key
+    if storage:
+        os.environ["TTSTACK_STORAGE"] = STORAGE_ALIASES[storage]
+    bind = "127.0.0.1" if role == "localvm" else (bind or os.environ.get("TTSTACK_BIND", "0.0.0.0"))
+    port = port or int(os.environ.get("TTSTACK_PORT", DEFAULT_PORTS[role]))
+    os.environ["TTSTACK_PORT"] = str(port)
+    _setup(role)
+    _prepare(role)
+    _migrate()
+    sup = Supervisor()
+    sup.spawn(f"{role} web", _daphne_argv(bind, port))
+    if role in ("controller", "localvm") and not no_worker:
+        # A crashed worker is started again (with backoff) while the web process keeps serving.
+        sup.spawn(f"{role} worker", [*ME, "worker", "--role", role], restart=True)
+    print(f"ttstack {role} listening on http://{bind}:{port}/", flush=True)
+    return sup.wait()
+
+
+PORT = click.option("--port", type=int, default=None, help="listen port")
+BIND = click.option("--bind", default=None, help="listen address (default 0.0.0.0)")
+API_KEY = click.option("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /api/*")
+NO_WORKER = click.option("--no-worker", is_flag=True, help="do not start a worker (scale-out)")
+
+
+@click.command(short_help="Run the controller (web + worker).", help="Run the controller (daphne + worker; default port 9200).")
+@PORT
+@BIND
+@API_KEY
+@NO_WORKER
+def controller(port, bind, api_key, no_worker):
+    sys.exit(serve("controller", port=port, bind=bind, api_key=api_key, no_worker=no_worker))
+
+
+@click.command(help="Run the agent of this host (daphne; default port 9100).")
+@PORT
+@BIND
+@API_KEY
+@click.option("--storage", type=click.Choice(sorted(STORAGE_ALIASES)), default=None,
+              help="disk storage: file (alias raw) or zvol (alias zfs)")
+def agent(port, bind, api_key, storage):
+    sys.exit(serve("agent", port=port, bind=bind, api_key=api_key, storage=storage))
+
+
+@click.command(short_help="Run the local Tart VM manager.", help="Run the local Tart VM manager on 127.0.0.1 (daphne + worker; default port 8000).")
+@PORT
+@NO_WORKER
+def localvm(port, no_worker):
+    sys.exit(serve("localvm", port=port, no_worker=no_worker))
+
+
+@click.command(short_help="Run a role's job workers.", help="Run a role's job workers (django-q2; for the controller also the fleet loop).")
+@click.option("--role", type=click.Choice(["controller", "localvm"]), default="controller", show_default=True)
+def worker(role):
+    _setup(role)
+    _migrate()
+    from ttproject.tasks.runner import requeue_orphans
+
+    requeue_orphans()
+    sup = Supervisor()
+    manage_argv = [*ME, "manage", role]
+    sup.spawn(f"{role} jobs", [*manage_argv, "qcluster"])
+    if role == "controller":
+        # The controller's workers also run the fleet loop (heartbeat, expiry, retried deletes); a lease row
+        # lets only one loop act when several workers run, and another takes over if it dies.
+        sup.spawn("controller fleet loop", [*manage_argv, "fleet_loop"])
+    # django-q replaces a worker it killed (task timeout) or that crashed; its task is handed out again.
+    sys.exit(sup.wait(every=30, tick=_requeue_quietly))
+
+
+def _requeue_quietly():
+    from django.db import close_old_connections
+
+    from ttproject.tasks.runner import requeue_orphans
+
+    try:
+        requeue_orphans()
+    except Exception as exc:  # a database hiccup must not take the workers down
+        print(f"ttstack: requeue of orphaned tasks failed: {exc}", file=sys.stderr)
+    finally:
+        close_old_connections()
+
+
+def _wait_http(url: str, timeout: float = 60) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=2)
+            return True
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    return False
+
+
+def read_or_make_key(path: Path) -> str:
+    """The operators' key kept in `path`, made on first use. The file is created 0600 in the same call
+    that creates it (O_EXCL: never an existing file or a planted symlink), so the key is never readable
+    by others, not even for a moment; a failed write leaves no file behind."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if not key:
+            raise click.ClickException(f"{path} is empty: remove it to make a new key") from None
+        return key
+    key = secrets.token_urlsafe(24)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(key + "\n")
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
+    return key
+
+
+@click.command(short_help="Controller + worker + local agent here.", help="Controller + worker + a local agent on this machine, the host registered.")
+@click.option("--port", type=int, default=9200, show_default=True, help="controller port")
+@click.option("--agent-port", type=int, default=9100, show_default=True)
+@click.option("--api-key", default=None, help="operators' key (default: DATA_DIR/api_key, made on first run)")
+def up(port, agent_port, api_key):
+    import httpx
+
+    data_dir = Path(os.environ.get("TTSTACK_DATA_DIR", default_data_dir())).expanduser()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = api_key or os.environ.get("TTSTACK_API_KEY") or read_or_make_key(data_dir / "api_key")
+    env = dict(os.environ, TTSTACK_API_KEY=key, TTSTACK_DATA_DIR=str(data_dir))
+    sup = Supervisor()
+    sup.spawn("agent", [*ME, "agent", "--port", str(agent_port)],
+              env=dict(env, TTSTACK_DATA_DIR=str(data_dir / "agent")))
+    sup.spawn("controller", [*ME, "controller", "--port", str(port)], env=env)
+    signal.signal(signal.SIGTERM, sup.stop)
+    signal.signal(signal.SIGINT, sup.stop)
+    url = f"http://127.0.0.1:{port}"
+    agent_addr = f"127.0.0.1:{agent_port}"
+    if not (_wait_http(f"{url}/api/health") and _wait_http(f"http://{agent_addr}/api/health")):
+        print("ttstack: the controller or the agent did not come up", file=sys.stderr)
+        sup.stop()
+        sys.exit(1)
+    reply = httpx.post(f"{url}/api/hosts", json={"addr": agent_addr},
+                       headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    if reply.status_code not in (200, 201, 409):
+        print(f"ttstack: registering the local agent failed: {reply.status_code} {reply.text}", file=sys.stderr)
+    print(
+        f"\nttstack is running.\n  dashboard: {url}/\n  API:       {url}/api/ "
+        f"(docs at {url}/api/docs/)\n  API key:   {key}\n  local host: {agent_addr}\n"
+        f"  try: ttstack login {url}          (paste the key when asked)\n"
+        f"       curl -H 'Authorization: Bearer {key}' {url}/api/status\n",
+        flush=True,
+    )
+    sys.exit(sup.wait())
+
+
+@click.command("build", short_help="Build a bundled image (tiny, docker-tiny) here.", help="Build a bundled image for the agent of this machine (into its data dir).")
+@click.argument("kind", type=click.Choice(["tiny", "docker-tiny"]))
+@click.option("--force", is_flag=True, help="build again even if it exists")
+def image_build(kind, force):
+    _setup("agent")
+    from agent.imagebuild import build
+
+    click.echo(build(kind, force=force))
+
+
+@click.command(short_help="Run a manage.py command for a role.", help="Run a manage.py command for a role: ttstack manage ROLE ARGS...",
+               context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("role", type=click.Choice(["controller", "agent", "localvm"]))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def manage(role, args):
+    _setup(role)
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(["ttstack manage", *args])
+
+
+COMMANDS = (controller, agent, localvm, worker, up, manage)
