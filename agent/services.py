@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
-from rest_framework.exceptions import NotFound, ValidationError
 
 from agent import conf, images, ports
 from agent import engines as registry
@@ -37,7 +36,7 @@ from agent.engines.base import (
 )
 from agent.models import Vm, VmState
 from agent.storage.base import StorageError
-from ttproject.api.exceptions import BadGateway, Conflict, Unprocessable
+from ttproject import errors
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +56,19 @@ def _vm_lock(vm_id: str) -> threading.Lock:
         return _vm_locks.setdefault(vm_id, threading.Lock())
 
 
-class CreateFailed(Exception):
-    """Create got past the record and failed; the record is kept, state failed."""
+def invalid(field: str, message: str) -> errors.Invalid:
+    """A 400 about one request field, worded as a serializer's: "field: message"."""
+    return errors.Invalid(f"{field}: {message}", errors={field: [message]})
 
-    def __init__(self, vm: Vm, message: str):
-        super().__init__(message)
-        self.vm = vm
+
+@dataclass
+class CreateResult:
+    """What a create did: `created` is False for a repeated request; `failure` says why the guest did not
+    come up (the record is kept, state failed)."""
+
+    vm: Vm
+    created: bool
+    failure: str = ""
 
 
 @dataclass
@@ -160,7 +166,7 @@ def resolve_image(name: str, engine_name: str, engine: Engine) -> Image:
     try:
         images.check_name(name, docker=is_docker)
     except images.ImageNameError as exc:
-        raise ValidationError({"image": [str(exc)]}) from exc
+        raise invalid("image", str(exc)) from exc
     if engine.is_vm or registry.is_vm_engine(engine_name):
         storage = storages.get()
         if storage.name == "file":
@@ -170,7 +176,7 @@ def resolve_image(name: str, engine_name: str, engine: Engine) -> Image:
             image = next((i for i in storage.images() if i.name == name), None)
             where = f"the {storage.name} storage"
         if image is None:
-            raise ValidationError({"image": [f"unknown image {name!r}: no such disk image in {where}"]})
+            raise invalid("image", f"unknown image {name!r}: no such disk image in {where}")
         return image
     finder = getattr(engine, "find_image", None)
     if finder is not None:
@@ -179,7 +185,7 @@ def resolve_image(name: str, engine_name: str, engine: Engine) -> Image:
         ref = images.docker_ref(name)
         image = next((i for i in engine.images() if i.name in (name, ref)), None)
     if image is None:
-        raise ValidationError({"image": [f"unknown image {name!r}: not among the {engine_name} engine's images"]})
+        raise invalid("image", f"unknown image {name!r}: not among the {engine_name} engine's images")
     return image
 
 
@@ -188,7 +194,7 @@ def _image_for_spec(vm: Vm) -> Image:
     try:
         engine = registry.get(vm.engine)
         return resolve_image(vm.image, vm.engine, engine)
-    except (ValidationError, EngineError, KeyError, StorageError):
+    except (errors.Invalid, EngineError, KeyError, StorageError):
         return Image(name=vm.image, engine_kind="docker" if vm.engine == "docker" else "vm")
 
 
@@ -234,7 +240,7 @@ def _check_capacity(cpu: int, mem: int, disk: int) -> None:
                                       ("mem", mem, total["mem_total"], "MiB of memory"),
                                       ("disk", disk, total["disk_total"], "MiB of disk")):
         if value > limit:
-            raise Unprocessable(f"{field} {value} is more than this host has ({limit} {unit})")
+            raise errors.Refused(f"{field} {value} is more than this host has ({limit} {unit})")
 
 
 def _existing(vm_id: str, params: dict) -> Vm | None:
@@ -244,29 +250,29 @@ def _existing(vm_id: str, params: dict) -> Vm | None:
     if _params(vm) != params:
         diff = ", ".join(f"{f}: {getattr(vm, f)!r} != {params[f]!r}" for f in IDENTITY_FIELDS
                          if getattr(vm, f) != params[f])
-        raise Conflict(f"VM {vm_id} already exists with different parameters ({diff})")
+        raise errors.Conflict(f"VM {vm_id} already exists with different parameters ({diff})")
     return vm
 
 
-def create_vm(req: CreateRequest) -> tuple[Vm, bool]:
-    """(vm, created). Raises DRF exceptions for refused requests, CreateFailed when the guest failed."""
+def create_vm(req: CreateRequest) -> CreateResult:
+    """Raises domain errors for refused requests (nothing is left behind); a guest that fails to come up
+    is a result with `failure` set, its record kept in state failed."""
     vm_id = req.id or f"vm-{uuid.uuid4().hex[:12]}"
     is_vm = registry.is_vm_engine(req.engine)
     guest_ports = sorted(set(req.ports or []) | ({22} if is_vm else set()))
     if len(guest_ports) > conf.MAX_PORTS_PER_VM:
-        raise ValidationError({"ports": [f"at most {conf.MAX_PORTS_PER_VM} ports per VM "
-                                         f"({len(guest_ports)} with 22)"]})
+        raise invalid("ports", f"at most {conf.MAX_PORTS_PER_VM} ports per VM ({len(guest_ports)} with 22)")
     params = {"image": req.image, "engine": req.engine, "cpu": req.cpu, "mem": req.mem, "disk": req.disk,
               "ports": guest_ports, "deny_outgoing": req.deny_outgoing, "hostname": req.hostname or vm_id,
               "ssh_keys": list(req.ssh_keys or [])}
     with _vm_lock(vm_id):
         existing = _existing(vm_id, params)
         if existing is not None:
-            return existing, False
+            return CreateResult(existing, created=False)
         try:
             engine = registry.available(req.engine)
         except EngineUnavailable as exc:
-            raise Unprocessable(str(exc)) from exc
+            raise errors.Refused(str(exc)) from exc
         image = resolve_image(req.image, req.engine, engine)
         _check_capacity(req.cpu, req.mem, req.disk)
         addr = conf.publish_addr()
@@ -281,14 +287,14 @@ def create_vm(req: CreateRequest) -> tuple[Vm, bool]:
         except IntegrityError:
             existing = _existing(vm_id, params)  # created meanwhile by another request
             if existing is not None:
-                return existing, False
+                return CreateResult(existing, created=False)
             raise
         except ports.NoFreePort as exc:
-            raise Unprocessable(str(exc)) from exc
-        return _bring_up(vm, engine, image), True
+            raise errors.Refused(str(exc)) from exc
+        return _bring_up(vm, engine, image)
 
 
-def _bring_up(vm: Vm, engine: Engine, image: Image) -> Vm:
+def _bring_up(vm: Vm, engine: Engine, image: Image) -> CreateResult:
     spec = spec_for(vm, image)
     try:
         spec.workdir.mkdir(parents=True, exist_ok=True)
@@ -308,13 +314,13 @@ def _bring_up(vm: Vm, engine: Engine, image: Image) -> Vm:
             message = f"{message}; cleaning up also failed: {cleanup_error}"
         vm.state, vm.error, vm.port_map, vm.disk_path, vm.seed_path = VmState.FAILED, message, {}, "", ""
         vm.save()
-        raise CreateFailed(vm, f"creating VM {vm.id} failed: {message}") from exc
+        return CreateResult(vm, created=True, failure=f"creating VM {vm.id} failed: {message}")
     vm.state = VmState.RUNNING
     # A container's address is only a convenience (it is reached through its published ports): it is
     # filled in by the next GET, which keeps a docker create as quick as a plain `docker run`.
     vm.ip = _ip(engine, spec) if engine.is_vm else ""
     vm.save(update_fields=["state", "ip", "updated_at"])
-    return vm
+    return CreateResult(vm, created=True)
 
 
 def _ip(engine: Engine, spec: GuestSpec) -> str:
@@ -358,7 +364,7 @@ def _teardown_or_release(vm: Vm, spec: GuestSpec, engine: Engine | None) -> str:
 def get_vm(vm_id: str) -> Vm:
     vm = Vm.objects.filter(pk=vm_id).first()
     if vm is None:
-        raise NotFound(f"VM {vm_id!r} not found")
+        raise errors.NotFound(f"VM {vm_id!r} not found")
     return vm
 
 
@@ -374,19 +380,19 @@ def delete_vm(vm_id: str) -> None:
         except (EngineError, KeyError) as exc:
             vm.state, vm.error = VmState.FAILED, f"delete failed: {exc}"
             vm.save(update_fields=["state", "error", "updated_at"])
-            raise BadGateway(f"deleting VM {vm_id} failed: {exc}") from exc
+            raise errors.UpstreamFailed(f"deleting VM {vm_id} failed: {exc}") from exc
         vm.delete()
 
 
 def _usable(vm: Vm, verb: str) -> Engine:
     if vm.state in (VmState.CREATING, VmState.DELETING):
-        raise Conflict(f"VM {vm.id} is {vm.state}; cannot {verb} it now")
+        raise errors.Conflict(f"VM {vm.id} is {vm.state}; cannot {verb} it now")
     if vm.state == VmState.FAILED:
-        raise Conflict(f"VM {vm.id} failed ({vm.error}); delete it and create it again")
+        raise errors.Conflict(f"VM {vm.id} failed ({vm.error}); delete it and create it again")
     try:
         return registry.available(vm.engine)
     except EngineUnavailable as exc:
-        raise Unprocessable(str(exc)) from exc
+        raise errors.Refused(str(exc)) from exc
 
 
 def stop_vm(vm_id: str) -> Vm:
@@ -397,7 +403,7 @@ def stop_vm(vm_id: str) -> Vm:
         try:
             engine.stop(spec, timeout=conf.stop_timeout())
         except EngineError as exc:
-            raise BadGateway(f"stopping VM {vm_id} failed: {exc}") from exc
+            raise errors.UpstreamFailed(f"stopping VM {vm_id} failed: {exc}") from exc
         return _apply_state(vm, engine.state(spec), engine, spec)
 
 
@@ -410,7 +416,7 @@ def start_vm(vm_id: str) -> Vm:
             engine.start(spec)
         except EngineError as exc:
             _apply_state(vm, engine.state(spec), engine, spec)
-            raise BadGateway(f"starting VM {vm_id} failed: {exc}") from exc
+            raise errors.UpstreamFailed(f"starting VM {vm_id} failed: {exc}") from exc
         return _apply_state(vm, engine.state(spec), engine, spec)
 
 

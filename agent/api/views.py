@@ -41,12 +41,12 @@ class VmViewSet(viewsets.ViewSet):
         """Create and start a VM; answers once the guest is started."""
         body = CreateVmSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            vm, created = services.create_vm(services.CreateRequest(**body.validated_data))
-        except services.CreateFailed as exc:
-            return Response({"detail": str(exc), "vm": VmSerializer(exc.vm).data},
+        result = services.create_vm(services.CreateRequest(**body.validated_data))
+        if result.failure:
+            return Response({"detail": result.failure, "vm": VmSerializer(result.vm).data},
                             status=status.HTTP_500_INTERNAL_SERVER_ERROR)
-        return Response(VmSerializer(vm).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(VmSerializer(result.vm).data,
+                        status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
     @extend_schema(responses=VmSerializer)
     def retrieve(self, request, pk=None):

@@ -11,13 +11,16 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ttproject import errors
 
-class EngineError(Exception):
+
+class EngineError(errors.UpstreamFailed):
     """The engine could not do what was asked; the message is shown to the user."""
 
 
-class EngineUnavailable(EngineError):
-    """The engine does not work on this host (binary, device or functional probe failed)."""
+class EngineUnavailable(EngineError, errors.Refused):
+    """The engine does not work on this host (binary, device or functional probe failed): the request is
+    refused (422), not an engine failure."""
 
 
 # Guest states as the agent reports them.

@@ -12,7 +12,8 @@ import inspect
 import threading
 
 from agent import conf
-from agent.storage.base import ALIASES, Storage, StorageError
+from agent.storage.base import Storage, StorageError
+from ttproject.vocabulary import STORAGE_ALIASES
 
 # canonical name -> module that implements it
 IMPLEMENTED = {"file": "agent.storage.file", "zvol": "agent.storage.zvol"}
@@ -23,9 +24,9 @@ _instance: Storage | None = None
 
 def canonical(name: str) -> str:
     try:
-        return ALIASES[name.strip().lower()]
+        return STORAGE_ALIASES[name.strip().lower()]
     except KeyError:
-        raise StorageError(f"unknown storage {name!r}; expected one of {', '.join(sorted(ALIASES))}") from None
+        raise StorageError(f"unknown storage {name!r}; expected one of {', '.join(sorted(STORAGE_ALIASES))}") from None
 
 
 def load(name: str) -> Storage:

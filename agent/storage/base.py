@@ -6,12 +6,11 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from agent.engines.base import Image
+from ttproject import errors
 
-ALIASES = {"file": "file", "raw": "file", "zvol": "zvol", "zfs": "zvol"}
 
-
-class StorageError(Exception):
-    pass
+class StorageError(errors.UpstreamFailed):
+    """The storage could not make, remove or list a disk."""
 
 
 class Storage(ABC):
