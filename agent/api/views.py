@@ -1,11 +1,12 @@
-"""Agent API views: thin wrappers around agent.services."""
+"""Agent API views: thin wrappers around the domain modules (lifecycle, guest_state, hostinfo, image_lookup).
+Domain errors leave as HTTP through the global handler (ttproject.api.exceptions)."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
-from agent import services
+from agent import guest_state, hostinfo, image_lookup, lifecycle
 from agent.api.serializers import CreateVmSerializer, ImageSerializer, InfoSerializer, VmSerializer
 from agent.models import Vm
 
@@ -14,14 +15,14 @@ from agent.models import Vm
 @api_view(["GET"])
 def info(request):
     """Host id, engines (probed), storage, resources (total and reserved by this agent's VMs), images."""
-    return Response(services.info())
+    return Response(hostinfo.info())
 
 
 @extend_schema(responses=ImageSerializer(many=True))
 @api_view(["GET"])
 def images(request):
     """Disk images of the image directory and the docker engine's local images."""
-    return Response(services.list_images())
+    return Response(image_lookup.list_images())
 
 
 class VmViewSet(viewsets.ViewSet):
@@ -29,7 +30,7 @@ class VmViewSet(viewsets.ViewSet):
 
     @extend_schema(responses=VmSerializer(many=True))
     def list(self, request):
-        vms = services.refresh_all(list(Vm.objects.all()))
+        vms = guest_state.refresh_all(list(Vm.objects.all()))
         return Response(VmSerializer(vms, many=True).data)
 
     @extend_schema(request=CreateVmSerializer, responses={
@@ -41,7 +42,7 @@ class VmViewSet(viewsets.ViewSet):
         """Create and start a VM; answers once the guest is started."""
         body = CreateVmSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        result = services.create_vm(services.CreateRequest(**body.validated_data))
+        result = lifecycle.create_vm(lifecycle.CreateRequest(**body.validated_data))
         if result.failure:
             return Response({"detail": result.failure, "vm": VmSerializer(result.vm).data},
                             status=status.HTTP_500_INTERNAL_SERVER_ERROR)
@@ -50,19 +51,19 @@ class VmViewSet(viewsets.ViewSet):
 
     @extend_schema(responses=VmSerializer)
     def retrieve(self, request, pk=None):
-        return Response(VmSerializer(services.refresh(services.get_vm(pk))).data)
+        return Response(VmSerializer(guest_state.refresh(lifecycle.get_vm(pk))).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request, pk=None):
-        services.delete_vm(pk)
+        lifecycle.delete_vm(pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=VmSerializer)
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
-        return Response(VmSerializer(services.stop_vm(pk)).data)
+        return Response(VmSerializer(lifecycle.stop_vm(pk)).data)
 
     @extend_schema(request=None, responses=VmSerializer)
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
-        return Response(VmSerializer(services.start_vm(pk)).data)
+        return Response(VmSerializer(lifecycle.start_vm(pk)).data)

@@ -45,7 +45,6 @@ def _vm_name(name: str) -> str:
 
 class BhyveEngine(HostToolEngine):
     name = "bhyve"
-    is_vm = True
     guest_noun = "bhyve guest"
 
     def __init__(self, run_dir: str | Path | None = None, *, assume_freebsd: bool = False,

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from agent.engines import probes
-from agent.engines.base import RUNNING, STOPPED, EngineError, GuestSpec
+from agent.engines.base import RUNNING, STOPPED, EngineError, GuestSpec, Image
 from agent.engines.hosttool import HostToolEngine, is_qcow2, log_tail, short_hash
 
 DEFAULT_BOOT_ARGS = "console=ttyS0 reboot=k panic=1 pci=off"
@@ -107,7 +107,6 @@ def _fc_id(name: str) -> str:
 
 class FirecrackerEngine(HostToolEngine):
     name = "firecracker"
-    is_vm = True
     guest_noun = "firecracker guest"
 
     def __init__(self, run_dir: str | Path | None = None, *, assume_kvm: bool = False,
@@ -123,6 +122,9 @@ class FirecrackerEngine(HostToolEngine):
         self.chroot_base = Path(os.environ.get("TTSTACK_JAILER_CHROOT_BASE", "/srv/jailer"))
         self.jailer_uid = int(os.environ.get("TTSTACK_JAILER_UID", "65534"))
         self.jailer_gid = int(os.environ.get("TTSTACK_JAILER_GID", "65534"))
+
+    def can_boot(self, image: Image) -> bool:
+        return super().can_boot(image) and image.kernel is not None  # it boots a kernel, never a disk's loader
 
     # ---- probing -----------------------------------------------------------------------------------------
     def probe(self) -> tuple[bool, str]:

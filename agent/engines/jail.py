@@ -46,8 +46,7 @@ def _jail_name(name: str) -> str:
 
 class JailEngine(HostToolEngine):
     name = "jail"
-    is_vm = False  # no disk image or cloud-init seed: the keys go straight into the jail's root
-    publishes_ssh = True  # but sshd runs in the jail, so port 22 is published like for VMs
+    image_kind = "jail"  # a root tree, no disk or cloud-init seed: the keys go straight into the jail's root
     ip_key = "ip"
 
     def __init__(self, run_dir: str | Path | None = None, *, assume_freebsd: bool = False,
@@ -78,7 +77,7 @@ class JailEngine(HostToolEngine):
         found = []
         for entry in sorted(self.template_dir.iterdir()):
             if entry.is_dir() and not entry.name.startswith(".") and (entry / "etc").is_dir():
-                found.append(Image(name=entry.name, engine_kind="jail", disk=entry, disk_format="dir"))
+                found.append(Image(name=entry.name, engine_kind=self.image_kind, disk=entry, disk_format="dir"))
         return found
 
     def create(self, spec: GuestSpec) -> None:

@@ -121,7 +121,12 @@ def netdev_arg(spec: GuestSpec, netdev_id: str = "ttnet0") -> str:
 
 class QemuEngine(Engine):
     name = "qemu"
-    is_vm = True
+
+    @classmethod
+    def from_settings(cls) -> QemuEngine:
+        from agent import conf
+
+        return cls(uri=conf.libvirt_uri(), host_id=conf.host_id(), accel=conf.qemu_accel())
 
     def __init__(self, uri: str = "qemu:///system", host_id: str = "", accel: str = "auto",
                  machine: str = "pc"):

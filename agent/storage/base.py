@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from agent.engines.base import Image
+from agent.image_names import check_name
 from ttproject import errors
 
 
@@ -30,3 +31,12 @@ class Storage(ABC):
     @abstractmethod
     def images(self) -> list[Image]:
         """Base images this storage can clone from."""
+
+    @abstractmethod
+    def location(self) -> str:
+        """Where its images are, in words for a message ("/var/lib/ttstack/images")."""
+
+    def find_image(self, name: str) -> Image | None:
+        """One base image by name (checked first: ImageNameError), None when there is none."""
+        check_name(name)
+        return next((image for image in self.images() if image.name == name), None)

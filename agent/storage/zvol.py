@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from agent.engines import probes
-from agent.engines.base import Image
+from agent.engines.base import DISK_IMAGE, Image
 from agent.storage.base import Storage, StorageError
 
 SNAPSHOT = "ttstack-base"
@@ -118,6 +118,9 @@ class ZvolStorage(Storage):
         if done.returncode != 0 and "dataset does not exist" not in done.stderr:
             raise StorageError(probes.tool_failure(["zfs", "destroy", clone], done))
 
+    def location(self) -> str:
+        return f"the zvol storage ({self.dataset}/images)"
+
     def images(self) -> list[Image]:
         parent = f"{self.dataset}/images"
         columns = ["name", "volsize", "referenced", *USER_PROPS]
@@ -137,7 +140,7 @@ class ZvolStorage(Storage):
             if "/" in short or not short:
                 continue
             found.append(Image(
-                name=short, engine_kind="vm", disk=self.device(name), disk_format="raw",
+                name=short, engine_kind=DISK_IMAGE, disk=self.device(name), disk_format="raw",
                 kernel=Path(kernel) if kernel != "-" else None, initrd=Path(initrd) if initrd != "-" else None,
                 cmdline=cmdline if cmdline != "-" else "", size=int(referenced) if referenced.isdigit() else 0,
                 extra={"dataset": name}))
