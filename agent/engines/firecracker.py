@@ -35,9 +35,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from agent import procutil
 from agent.engines import probes
 from agent.engines.base import RUNNING, STOPPED, EngineError, GuestSpec, Image
-from agent.engines.hosttool import HostToolEngine, is_qcow2, log_tail, short_hash
+from agent.engines.hosttool import HostToolEngine, default_run_dir, is_qcow2, log_tail, short_hash
 
 DEFAULT_BOOT_ARGS = "console=ttyS0 reboot=k panic=1 pci=off"
 API_TIMEOUT = 10.0
@@ -113,7 +114,7 @@ class FirecrackerEngine(HostToolEngine):
                  use_jailer: bool | None = None, host_id: str | None = None):
         """`assume_kvm=True` skips only the KVM functional probe (tests driving the firecracker double);
         the probe then says so instead of claiming KVM was checked."""
-        self.run_dir = Path(run_dir) if run_dir else probes.default_run_dir("TTSTACK_FIRECRACKER_RUN_DIR",
+        self.run_dir = Path(run_dir) if run_dir else default_run_dir("TTSTACK_FIRECRACKER_RUN_DIR",
                                                                             "firecracker")
         self.assume_kvm = assume_kvm
         self._use_jailer = use_jailer
@@ -212,21 +213,21 @@ class FirecrackerEngine(HostToolEngine):
         if meta is None:
             return
         pid = meta.get("pid")
-        if probes.pid_alive(pid):
+        if procutil.pid_alive(pid):
             try:
                 FirecrackerAPI(meta["socket"]).put("/actions", {"action_type": "SendCtrlAltDel"})
-                graceful = probes.wait_pid_exit(pid, timeout)
+                graceful = procutil.wait_pid_exit(pid, timeout)
             except EngineError:
                 graceful = False
             if not graceful:
-                probes.kill_pid(pid, signal.SIGKILL)
+                procutil.kill_pid(pid, signal.SIGKILL)
         self._after_exit(meta)
 
     def destroy(self, spec: GuestSpec) -> None:
         meta = self._meta(spec.name)
         if meta is None:
             return
-        probes.kill_pid(meta.get("pid"), signal.SIGKILL)
+        procutil.kill_pid(meta.get("pid"), signal.SIGKILL)
         self._after_exit(meta)
         self._teardown_network(meta)
         if meta.get("chroot"):
@@ -272,13 +273,13 @@ class FirecrackerEngine(HostToolEngine):
             argv = [firecracker, "--api-sock", sock, "--id", meta["fc_id"]]
         Path(sock).unlink(missing_ok=True)  # firecracker refuses to bind over a stale socket
         meta["socket"] = sock
-        meta["pid"] = probes.spawn_detached(argv, workdir / "console.log")
+        meta["pid"] = procutil.spawn_detached(argv, workdir / "console.log")
         self._save(meta)
         try:
             self._wait_socket(meta)
             self._configure(meta, kernel, initrd, disk, seed)
         except EngineError:
-            probes.kill_pid(meta["pid"], signal.SIGKILL)
+            procutil.kill_pid(meta["pid"], signal.SIGKILL)
             self._after_exit(meta)
             raise
 
@@ -304,7 +305,7 @@ class FirecrackerEngine(HostToolEngine):
         deadline = time.monotonic() + SOCKET_WAIT
         api = FirecrackerAPI(meta["socket"])
         while time.monotonic() < deadline:
-            if not probes.pid_alive(meta["pid"]):
+            if not procutil.pid_alive(meta["pid"]):
                 tail = log_tail(self._dir(meta["name"]) / "console.log")
                 raise EngineError(f"firecracker exited before opening its API socket: {tail}")
             if os.path.exists(meta["socket"]):
@@ -340,12 +341,12 @@ class FirecrackerEngine(HostToolEngine):
 
     # ---- networking: tap + iptables ----------------------------------------------------------------------
     def _ip(self, *args: str, check: bool = True):
-        return probes.run_tool([self._tool("TTSTACK_IP_BIN", "ip"), *args], error=EngineError, check=check)
+        return procutil.run_tool([self._tool("TTSTACK_IP_BIN", "ip"), *args], error=EngineError, check=check)
 
     def _iptables(self, rule: list[str], action: str = "-A", check: bool = True):
         iptables = self._tool("TTSTACK_IPTABLES_BIN", "iptables")
         table, chain, *match = rule
-        return probes.run_tool([iptables, "-w", "-t", table, action, chain, *match], error=EngineError,
+        return procutil.run_tool([iptables, "-w", "-t", table, action, chain, *match], error=EngineError,
                                check=check)
 
     def _rules(self, meta: dict) -> list[list[str]]:
@@ -406,5 +407,5 @@ def _link_exists(name: str) -> bool:
     ip = probes.resolve_binary("TTSTACK_IP_BIN", "ip")
     if not ip:
         return False
-    done = probes.run_tool([ip, "link", "show", "dev", name], error=EngineError, check=False)
+    done = procutil.run_tool([ip, "link", "show", "dev", name], error=EngineError, check=False)
     return done.returncode == 0

@@ -8,9 +8,12 @@ given an address from those files; whether it runs is the subclass's `_alive(met
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import time
 from pathlib import Path
 
+from agent import procutil
 from agent.engines import probes
 from agent.engines.base import MISSING, RUNNING, STOPPED, Engine, EngineError, EngineUnavailable, GuestSpec
 
@@ -49,10 +52,10 @@ class HostToolEngine(Engine):
         return self.run_dir / name
 
     def _meta(self, name: str) -> dict | None:
-        return probes.read_json(self._dir(name) / "meta.json")
+        return read_json(self._dir(name) / "meta.json")
 
     def _save(self, meta: dict) -> None:
-        probes.write_json(self._dir(meta["name"]) / "meta.json", meta)
+        write_json(self._dir(meta["name"]) / "meta.json", meta)
 
     def _new_meta(self, spec: GuestSpec, **fields) -> dict:
         """A new guest's metadata: what every engine records about it, then the engine's own `fields`."""
@@ -67,7 +70,7 @@ class HostToolEngine(Engine):
             return []
         found = []
         for entry in sorted(self.run_dir.iterdir()):
-            meta = probes.read_json(entry / "meta.json")
+            meta = read_json(entry / "meta.json")
             if meta:
                 found.append((entry.name, meta))
         return found
@@ -85,7 +88,7 @@ class HostToolEngine(Engine):
 
     # ---- states ------------------------------------------------------------------------------------------
     def _alive(self, meta: dict) -> bool:
-        return probes.pid_alive(meta.get("pid"))
+        return procutil.pid_alive(meta.get("pid"))
 
     def _present(self, meta: dict) -> bool:
         """Whether the guest recorded by `meta` can be started (its files are there)."""
@@ -117,6 +120,32 @@ class HostToolEngine(Engine):
     def ip(self, spec: GuestSpec) -> str | None:
         meta = self._meta(spec.name)
         return meta.get(self.ip_key) if meta else None
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object in `path`; None when the file is missing or not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Written atomically (a temporary file renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def default_run_dir(env_var: str, subdir: str) -> Path:
+    """The engine's run dir: `env_var` if set, else DATA_DIR/subdir."""
+    configured = os.environ.get(env_var, "").strip()
+    if configured:
+        return Path(configured)
+    from agent import conf
+
+    return conf.data_dir() / subdir
 
 
 def short_hash(text: str, n: int = 10) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import procutil
 from agent.engines import probes
 from agent.engines.base import MISSING, RUNNING, STOPPED, EngineError, EngineUnavailable
 from agent.engines.firecracker import FirecrackerEngine
@@ -141,7 +142,7 @@ def test_stop_kills_a_guest_that_ignores_ctrl_alt_del(engine, doubles, monkeypat
     engine.create(spec)
     pid = json.loads((doubles / "run" / spec.name / "meta.json").read_text())["pid"]
     engine.stop(spec, timeout=1)
-    assert not probes.pid_alive(pid)
+    assert not procutil.pid_alive(pid)
     assert engine.state(spec) == STOPPED
 
 
@@ -151,7 +152,7 @@ def test_destroy_removes_everything_and_is_idempotent(engine, doubles):  # noqa:
     pid = json.loads((doubles / "run" / spec.name / "meta.json").read_text())["pid"]
     engine.destroy(spec)
     assert engine.state(spec) == MISSING
-    assert not probes.pid_alive(pid)
+    assert not procutil.pid_alive(pid)
     assert links(doubles) == []
     assert all(not rules for table in iptables(doubles).values() for rules in table.values())
     assert not (doubles / "run" / spec.name).exists()
@@ -233,7 +234,7 @@ def test_double_api_rules(doubles):  # noqa: F811
     from agent.engines.firecracker import FirecrackerAPI
 
     sock = str(doubles / "fc.sock")
-    pid = probes.spawn_detached([str(Path(shutil.which("firecracker"))), "--api-sock", sock, "--id", "t1"],
+    pid = procutil.spawn_detached([str(Path(shutil.which("firecracker"))), "--api-sock", sock, "--id", "t1"],
                                 doubles / "fc.log")
     try:
         api = FirecrackerAPI(sock)
@@ -259,7 +260,7 @@ def test_double_api_rules(doubles):  # noqa: F811
         status, body = api.request("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 128})
         assert status == 400 and "after starting" in body["fault_message"]
     finally:
-        probes.kill_pid(pid)
+        procutil.kill_pid(pid)
 
 
 # ---- the real thing -------------------------------------------------------------------------------------
