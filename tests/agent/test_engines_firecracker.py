@@ -231,7 +231,7 @@ def test_jailer_mode_links_files_into_the_chroot(doubles, monkeypatch):  # noqa:
 
 
 def test_double_api_rules(doubles):  # noqa: F811
-    from agent.engines.firecracker import FirecrackerAPI
+    from agent.engines.firecracker_api import FirecrackerAPI
 
     sock = str(doubles / "fc.sock")
     pid = procutil.spawn_detached([str(Path(shutil.which("firecracker"))), "--api-sock", sock, "--id", "t1"],
