@@ -13,6 +13,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from agent import procutil
 from agent.engines import probes, qemu_access, qemu_xml
 from agent.engines.base import MISSING, RUNNING, STOPPED, Engine, EngineError, EngineUnavailable, GuestSpec
 
@@ -23,6 +24,7 @@ from agent.engines.qemu_xml import netdev_arg  # noqa: F401
 log = logging.getLogger(__name__)
 
 CONSOLE_LOG = "console.log"
+BUTTON_EVERY = 5.0  # seconds between ACPI power-button presses while a stop waits
 
 
 class QemuEngine(Engine):
@@ -208,27 +210,29 @@ class QemuEngine(Engine):
         self._start(dom, spec)
 
     def stop(self, spec: GuestSpec, timeout: float = 30) -> None:
+        """ACPI power button, pressed again every BUTTON_EVERY seconds (a press before the guest listens is
+        lost); the domain is destroyed when it is still running after `timeout`."""
         libvirt = self._libvirt()
         dom = self._own_domain(spec)
         if dom is None:
             return
-        deadline = time.monotonic() + max(0.0, timeout)
-        next_button = 0.0
+        last_press = [float("-inf")]
+
+        def powered_off() -> bool:
+            if not dom.isActive():
+                return True
+            if time.monotonic() - last_press[0] >= BUTTON_EVERY:
+                last_press[0] = time.monotonic()
+                try:
+                    dom.shutdown()
+                except libvirt.libvirtError:
+                    return not dom.isActive()
+            return False
+
         try:
-            while dom.isActive():
-                now = time.monotonic()
-                if now >= deadline:
-                    log.info("%s ignored ACPI shutdown for %.0f s; destroying", spec.name, timeout)
-                    dom.destroy()
-                    break
-                if now >= next_button:  # a press before the guest listens is lost: press again now and then
-                    try:
-                        dom.shutdown()
-                    except libvirt.libvirtError:
-                        if not dom.isActive():
-                            break
-                    next_button = now + 5
-                time.sleep(0.25)
+            if not procutil.wait_until(powered_off, max(0.0, timeout), interval=0.25):
+                log.info("%s ignored ACPI shutdown for %.0f s; destroying", spec.name, timeout)
+                dom.destroy()
         except libvirt.libvirtError as exc:
             if exc.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID):
                 return
