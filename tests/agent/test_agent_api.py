@@ -61,6 +61,18 @@ def nothing_left(vm_id: str | None = None):
     ({"image": "x", "id": "a/b"}, "id"),
     ({"image": "x", "id": "x" * 129}, "id"),
     ({"image": "x", "hostname": "bad host"}, "hostname"),
+    ({"image": "x", "id": "tnl\n"}, "id"),
+    ({"image": "x", "id": " tnl"}, "id"),
+    ({"image": "x", "hostname": "web\n"}, "hostname"),
+    ({"image": "x", "hostname": "-web"}, "hostname"),
+    ({"image": "x", "hostname": "web-"}, "hostname"),
+    ({"image": "x", "hostname": "web.example.com"}, "hostname"),
+    ({"image": "x", "hostname": "h" * 64}, "hostname"),
+    ({"image": "x", "mem": 1}, "at least 16 MiB"),
+    ({"image": "x", "mem": 32}, "at least 64 MiB for the qemu engine"),
+    ({"image": "x", "engine": "docker", "mem": 15}, "mem"),
+    ({"image": "x", "disk": 2**31}, "disk"),
+    ({"image": "x\n"}, "image"),
 ])
 def test_bad_input_is_400(client, body, field):
     reply = post(client, body)
