@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
 import signal
 from pathlib import Path
 
 from agent import procutil
 from agent.engines import freebsd_net, probes
 from agent.engines.base import EngineError, GuestSpec
-from agent.engines.hosttool import HostToolEngine, default_run_dir, is_qcow2, log_tail, short_hash
+from agent.engines.hosttool import ProcessEngine, default_run_dir, is_qcow2, log_tail, short_hash
 
 TOOLS = (("TTSTACK_BHYVE_BIN", "bhyve"), ("TTSTACK_BHYVELOAD_BIN", "bhyveload"),
          ("TTSTACK_BHYVECTL_BIN", "bhyvectl"), ("TTSTACK_IFCONFIG_BIN", "ifconfig"), ("TTSTACK_PFCTL_BIN", "pfctl"))
@@ -44,7 +43,7 @@ def _vm_name(name: str) -> str:
     return name if len(name) <= 31 and all(c.isalnum() or c in "-_." for c in name) else f"tt{short_hash(name, 16)}"
 
 
-class BhyveEngine(HostToolEngine):
+class BhyveEngine(ProcessEngine):
     name = "bhyve"
     guest_noun = "bhyve guest"
 
@@ -95,51 +94,32 @@ class BhyveEngine(HostToolEngine):
             tap=None, pid=None)
         self._save(meta)  # recorded before any side effect
         self._setup_network(meta)
-        self._boot(meta)
+        self._launch(meta)
 
-    def start(self, spec: GuestSpec) -> None:
-        meta = self._meta_to_start(spec)
-        if meta is None:
-            return
+    def _restore_network(self, meta: dict) -> None:
         if not meta.get("tap") or freebsd_net.ifconfig(meta["tap"], check=False).returncode:
             meta["tap"] = None
             self._setup_network(meta)
-        self._boot(meta)
 
-    def stop(self, spec: GuestSpec, timeout: float = 30) -> None:
-        meta = self._meta(spec.name)
-        if meta is None:
-            return
-        pid = meta.get("pid")
-        if procutil.pid_alive(pid):
-            try:
-                os.kill(pid, signal.SIGTERM)  # bhyve turns SIGTERM into an ACPI power-button press
-            except ProcessLookupError:
-                pass
-            if not procutil.wait_pid_exit(pid, timeout):
-                self._bhyvectl("--force-poweroff", meta["vm"], check=False)
-                if not procutil.wait_pid_exit(pid, 5):
-                    procutil.kill_pid(pid, signal.SIGKILL)
-        self._release_vm(meta)
+    # ---- stop and destroy (ProcessEngine) ----------------------------------------------------------------
+    def _shut_down(self, meta: dict, timeout: float) -> bool:
+        try:
+            os.kill(meta["pid"], signal.SIGTERM)  # bhyve turns SIGTERM into an ACPI power-button press
+        except ProcessLookupError:
+            pass
+        return procutil.wait_pid_exit(meta["pid"], timeout)
 
-    def destroy(self, spec: GuestSpec) -> None:
-        meta = self._meta(spec.name)
-        if meta is None:
-            return
-        if procutil.pid_alive(meta.get("pid")):
-            self._bhyvectl("--force-poweroff", meta["vm"], check=False)
-            if not procutil.wait_pid_exit(meta["pid"], 5):
-                procutil.kill_pid(meta["pid"], signal.SIGKILL)
-        self._release_vm(meta)
-        self._teardown_network(meta)
-        shutil.rmtree(self._dir(spec.name), ignore_errors=True)
+    def _force_off(self, meta: dict) -> None:
+        self._bhyvectl("--force-poweroff", meta["vm"], check=False)
+        if not procutil.wait_pid_exit(meta["pid"], 5):
+            procutil.kill_pid(meta["pid"], signal.SIGKILL)
 
     # ---- internals ---------------------------------------------------------------------------------------
     def _bhyvectl(self, action: str, vm: str, check: bool = True):
         return procutil.run_tool([self._tool("TTSTACK_BHYVECTL_BIN", "bhyvectl"), action, f"--vm={vm}"],
                                error=EngineError, check=check)
 
-    def _release_vm(self, meta: dict) -> None:
+    def _after_exit(self, meta: dict) -> None:
         """Free the kernel's VM instance (memory) left after bhyve exits; no error when there is none."""
         done = self._bhyvectl("--destroy", meta["vm"], check=False)
         if done.returncode != 0 and "could not be opened" not in (done.stderr + done.stdout):
@@ -160,7 +140,7 @@ class BhyveEngine(HostToolEngine):
         argv += ["-l", f"com1,/dev/nmdm-{meta['vm']}.1A", meta["vm"]]
         return argv
 
-    def _boot(self, meta: dict) -> None:
+    def _launch(self, meta: dict) -> None:
         workdir = self._dir(meta["name"])
         if meta["loader"] == "bhyveload":
             self._bhyvectl("--destroy", meta["vm"], check=False)  # a leftover instance would keep old memory
@@ -171,7 +151,7 @@ class BhyveEngine(HostToolEngine):
         self._save(meta)
         if procutil.wait_pid_exit(meta["pid"], BOOT_WAIT):
             tail = log_tail(workdir / "bhyve.log")
-            self._release_vm(meta)
+            self._after_exit(meta)
             raise EngineError(f"bhyve exited at once: {tail}")
 
     def _setup_network(self, meta: dict) -> None:

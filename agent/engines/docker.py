@@ -72,16 +72,22 @@ class DockerEngine(Engine):
                 self._client.close()
                 self._client = None
 
-    def _container(self, spec_or_name):
+    def _get(self, collection: str, key: str):
+        """`client.<collection>.get(key)`; None when docker has no such object."""
         import docker
 
-        name = spec_or_name.name if isinstance(spec_or_name, GuestSpec) else spec_or_name
         try:
-            container = self.client().containers.get(name)
-        except docker.errors.NotFound:
+            return getattr(self.client(), collection).get(key)
+        except docker.errors.NotFound:  # ImageNotFound too
             return None
         except docker.errors.DockerException as exc:
             raise EngineError(f"docker: {exc}") from exc
+
+    def _container(self, spec: GuestSpec):
+        """This agent's container of `spec`, None when there is none."""
+        container = self._get("containers", spec.name)
+        if container is None:
+            return None
         labels = container.labels or {}
         if self.host_id and labels.get(LABEL_HOST) != self.host_id:
             return None  # same name, another agent's (or nobody's) container: never touch it
@@ -250,15 +256,10 @@ class DockerEngine(Engine):
 
     def find_image(self, name: str) -> Image | None:
         """One local image by reference ("ttstack/tiny" means ":latest"), without listing them all."""
-        import docker
-
         ref = docker_ref(check_docker_ref(name))
-        try:
-            image = self.client().images.get(ref)
-        except docker.errors.ImageNotFound:
+        image = self._get("images", ref)
+        if image is None:
             return None
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"docker: {exc}") from exc
         return Image(name=ref, engine_kind=self.image_kind, disk_format="docker", size=int(image.attrs.get("Size") or 0),
                      extra={"ref": ref, "id": image.id})
 

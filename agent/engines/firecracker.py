@@ -34,7 +34,7 @@ from agent import procutil
 from agent.engines import firecracker_net, probes
 from agent.engines.base import RUNNING, STOPPED, EngineError, GuestSpec, Image
 from agent.engines.firecracker_api import FirecrackerAPI
-from agent.engines.hosttool import HostToolEngine, default_run_dir, is_qcow2, log_tail, short_hash
+from agent.engines.hosttool import ProcessEngine, default_run_dir, is_qcow2, log_tail, short_hash
 
 DEFAULT_BOOT_ARGS = "console=ttyS0 reboot=k panic=1 pci=off"
 SOCKET_WAIT = 10.0
@@ -48,7 +48,7 @@ def _fc_id(name: str) -> str:
     return cleaned
 
 
-class FirecrackerEngine(HostToolEngine):
+class FirecrackerEngine(ProcessEngine):
     name = "firecracker"
     guest_noun = "firecracker guest"
 
@@ -141,40 +141,26 @@ class FirecrackerEngine(HostToolEngine):
         self._setup_network(meta)
         self._launch(meta)
 
-    def start(self, spec: GuestSpec) -> None:
-        meta = self._meta_to_start(spec)
-        if meta is None:
-            return
+    def _restore_network(self, meta: dict) -> None:
         if not firecracker_net.link_exists(meta["tap"]):
             meta["rules"] = []
             self._setup_network(meta)
-        self._launch(meta)
 
-    def stop(self, spec: GuestSpec, timeout: float = 30) -> None:
-        meta = self._meta(spec.name)
-        if meta is None:
-            return
-        pid = meta.get("pid")
-        if procutil.pid_alive(pid):
-            try:
-                FirecrackerAPI(meta["socket"]).put("/actions", {"action_type": "SendCtrlAltDel"})
-                graceful = procutil.wait_pid_exit(pid, timeout)
-            except EngineError:
-                graceful = False
-            if not graceful:
-                procutil.kill_pid(pid, signal.SIGKILL)
-        self._after_exit(meta)
+    # ---- stop and destroy (ProcessEngine) ----------------------------------------------------------------
+    def _shut_down(self, meta: dict, timeout: float) -> bool:
+        try:
+            FirecrackerAPI(meta["socket"]).put("/actions", {"action_type": "SendCtrlAltDel"})
+        except EngineError:
+            return False
+        return procutil.wait_pid_exit(meta["pid"], timeout)
 
-    def destroy(self, spec: GuestSpec) -> None:
-        meta = self._meta(spec.name)
-        if meta is None:
-            return
-        procutil.kill_pid(meta.get("pid"), signal.SIGKILL)
-        self._after_exit(meta)
-        self._teardown_network(meta)
+    def _force_off(self, meta: dict) -> None:
+        procutil.kill_pid(meta["pid"], signal.SIGKILL)
+
+    def _remove_files(self, meta: dict) -> None:
         if meta.get("chroot"):
             shutil.rmtree(Path(meta["chroot"]).parent, ignore_errors=True)
-        shutil.rmtree(self._dir(spec.name), ignore_errors=True)
+        super()._remove_files(meta)
 
     # ---- internals ---------------------------------------------------------------------------------------
     def _state_of(self, meta: dict) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
+from abc import abstractmethod
 from pathlib import Path
 
 from agent import procutil
@@ -120,6 +122,63 @@ class HostToolEngine(Engine):
     def ip(self, spec: GuestSpec) -> str | None:
         meta = self._meta(spec.name)
         return meta.get(self.ip_key) if meta else None
+
+
+class ProcessEngine(HostToolEngine):
+    """A guest is one detached process (meta["pid"]): stop asks it to shut down and forces it off after the
+    timeout; destroy forces it off and removes its network and files. Subclasses say how."""
+
+    @abstractmethod
+    def _shut_down(self, meta: dict, timeout: float) -> bool:
+        """Ask the guest to power off; True once its process exited within `timeout`."""
+
+    @abstractmethod
+    def _force_off(self, meta: dict) -> None:
+        """End the guest's process now."""
+
+    @abstractmethod
+    def _after_exit(self, meta: dict) -> None:
+        """Release what the exited process leaves behind (and record pid None)."""
+
+    @abstractmethod
+    def _teardown_network(self, meta: dict) -> None:
+        """Remove the guest's tap and firewall rules."""
+
+    @abstractmethod
+    def _restore_network(self, meta: dict) -> None:
+        """Make the guest's network again if it is gone (a host reboot removes taps and rules)."""
+
+    @abstractmethod
+    def _launch(self, meta: dict) -> None:
+        """Start the guest's process from its metadata."""
+
+    def _remove_files(self, meta: dict) -> None:
+        shutil.rmtree(self._dir(meta["name"]), ignore_errors=True)
+
+    def start(self, spec: GuestSpec) -> None:
+        meta = self._meta_to_start(spec)
+        if meta is None:
+            return
+        self._restore_network(meta)
+        self._launch(meta)
+
+    def stop(self, spec: GuestSpec, timeout: float = 30) -> None:
+        meta = self._meta(spec.name)
+        if meta is None:
+            return
+        if procutil.pid_alive(meta.get("pid")) and not self._shut_down(meta, timeout):
+            self._force_off(meta)
+        self._after_exit(meta)
+
+    def destroy(self, spec: GuestSpec) -> None:
+        meta = self._meta(spec.name)
+        if meta is None:
+            return
+        if procutil.pid_alive(meta.get("pid")):
+            self._force_off(meta)
+        self._after_exit(meta)
+        self._teardown_network(meta)
+        self._remove_files(meta)
 
 
 def read_json(path: Path) -> dict | None:

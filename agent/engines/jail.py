@@ -1,4 +1,4 @@
-"""FreeBSD jails with jail(8), jls(8) and jexec(8).
+"""FreeBSD jails with jail(8) and jls(8).
 
 Images are root trees under TTSTACK_JAIL_TEMPLATE_DIR (default /usr/local/ttstack/jail-templates), one directory
 per image (e.g. an extracted base.txz with sshd), listed by `images()`. A jail's root is a copy of its template
@@ -11,11 +11,11 @@ The jail runs with the documented command-line form, the same parameters for cre
           exec.stop="/bin/sh /etc/rc.shutdown jail" stop.timeout=30 persist
   jail -r name=NAME ... (same parameters: jail(8) runs exec.stop, kills what is left after stop.timeout,
           unmounts devfs and removes the lo1 alias)
-State: `jls -j NAME jid` (running) / the root directory (stopped). `run_in()` runs a command with jexec.
+State: `jls -j NAME jid` (running) / the root directory (stopped).
 Addresses come from TTSTACK_JAIL_SUBNET (10.78.0.0/24) on TTSTACK_JAIL_IF (lo1, created when missing); ports
 are pf rdr rules in the anchor ttstack/NAME, and deny_outgoing blocks what the jail starts (see freebsd_net.pf_rules).
 
-Environment: TTSTACK_JAIL_BIN, TTSTACK_JLS_BIN, TTSTACK_JEXEC_BIN, TTSTACK_IFCONFIG_BIN, TTSTACK_PFCTL_BIN,
+Environment: TTSTACK_JAIL_BIN, TTSTACK_JLS_BIN, TTSTACK_IFCONFIG_BIN, TTSTACK_PFCTL_BIN,
 TTSTACK_JAIL_TEMPLATE_DIR, TTSTACK_JAIL_ROOT_DIR, TTSTACK_JAIL_RUN_DIR (DATA_DIR/jail), TTSTACK_JAIL_IF,
 TTSTACK_JAIL_SUBNET, TTSTACK_PF_ANCHOR, TTSTACK_PF_EXT_IF. See docs/engines.md.
 """
@@ -26,7 +26,6 @@ import ipaddress
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 from agent import procutil
@@ -34,8 +33,8 @@ from agent.engines import freebsd_net
 from agent.engines.base import EngineError, GuestSpec, Image
 from agent.engines.hosttool import HostToolEngine, default_run_dir, short_hash
 
-TOOLS = (("TTSTACK_JAIL_BIN", "jail"), ("TTSTACK_JLS_BIN", "jls"), ("TTSTACK_JEXEC_BIN", "jexec"),
-         ("TTSTACK_IFCONFIG_BIN", "ifconfig"), ("TTSTACK_PFCTL_BIN", "pfctl"))
+TOOLS = (("TTSTACK_JAIL_BIN", "jail"), ("TTSTACK_JLS_BIN", "jls"), ("TTSTACK_IFCONFIG_BIN", "ifconfig"),
+         ("TTSTACK_PFCTL_BIN", "pfctl"))
 
 
 def _jail_name(name: str) -> str:
@@ -130,14 +129,6 @@ class JailEngine(HostToolEngine):
         elif root.exists():
             raise EngineError(f"{root}/dev is still mounted; not removing the jail's root")
         shutil.rmtree(self._dir(spec.name), ignore_errors=True)
-
-    def run_in(self, spec: GuestSpec, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
-        """Run a command inside the running jail (jexec)."""
-        meta = self._meta(spec.name)
-        if meta is None:
-            raise EngineError(f"jail {spec.name} does not exist")
-        return procutil.run_tool([self._tool("TTSTACK_JEXEC_BIN", "jexec"), meta["jail"], *argv],
-                               error=EngineError, timeout=timeout)
 
     # ---- internals ---------------------------------------------------------------------------------------
     def _present(self, meta: dict) -> bool:

@@ -1,4 +1,4 @@
-"""The jail engine against tests/doubles/{jail,jls,jexec,ifconfig,pfctl}; FreeBSD is `realhw`."""
+"""The jail engine against tests/doubles/{jail,jls,ifconfig,pfctl}; FreeBSD is `realhw`."""
 
 from __future__ import annotations
 
@@ -118,16 +118,6 @@ def test_stop_runs_exec_stop_and_start_recreates(engine, doubles):  # noqa: F811
     engine.start(spec)
     assert engine.state(spec) == RUNNING
     engine.start(spec)
-
-
-def test_run_in_uses_jexec(engine, doubles):  # noqa: F811
-    spec = jail_spec(doubles, "j1")
-    engine.create(spec)
-    engine.run_in(spec, ["/usr/bin/uptime"])
-    assert jail_state(doubles, spec.name)["exec"][-1] == ["/usr/bin/uptime"]
-    engine.stop(spec)
-    with pytest.raises(EngineError, match='jail "tt-j1" not found'):
-        engine.run_in(spec, ["/usr/bin/uptime"])
 
 
 def test_destroy_removes_root_and_rules(engine, doubles):  # noqa: F811
