@@ -1,14 +1,16 @@
 """cloud-init NoCloud seeds: an ISO9660 image with volume id ``cidata`` holding ``meta-data`` and ``user-data``.
 
-Real cloud images read it with cloud-init; the tiny test guest reads the same two files with a shell script,
-so the layout stays simple: flat ``key: value`` meta-data and one key per list item in user-data.
+Both files are written with PyYAML (``yaml.safe_dump``): cloud-init reads YAML 1.1, where an unquoted
+``yes``, ``on``, ``null``, ``42``, ``0x1F`` or ``2026-12-01`` is not a string, so a hostname or instance id
+like that must be quoted -- the emitter does it. Real cloud images read the seed with cloud-init; the tiny
+test guest reads the same files with a shell script, which is why the layout stays simple: flat
+``key: value`` meta-data and one list item per line in user-data.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import re
 import shutil
@@ -17,30 +19,39 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import yaml
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
 VOLUME_ID = "cidata"
 
-KEY_TYPES = {
+# What ssh-keygen makes and OpenSSH servers accept; DSA (ssh-dss) is refused by modern servers, so here too.
+ACCEPTED_KEY_TYPES = {
     "ssh-ed25519",
     "ssh-rsa",
-    "ssh-dss",
     "ecdsa-sha2-nistp256",
     "ecdsa-sha2-nistp384",
     "ecdsa-sha2-nistp521",
     "sk-ssh-ed25519@openssh.com",
     "sk-ecdsa-sha2-nistp256@openssh.com",
 }
-# What ssh-keygen accepts for new keys; DSA is refused by modern OpenSSH servers, so we refuse it too.
-ACCEPTED_KEY_TYPES = KEY_TYPES - {"ssh-dss"}
 
-_BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}\Z")
+
+
+def _embedded_type(raw: bytes) -> bytes | None:
+    """The key type the blob names first (an SSH string: 4-byte length, then the name)."""
+    if len(raw) < 4:
+        return None
+    (length,) = struct.unpack(">I", raw[:4])
+    return raw[4:4 + length] if length <= len(raw) - 4 else None
 
 
 def validate_ssh_key(key: str) -> str:
     """Check an OpenSSH public key line and return it normalised (single spaces, no surrounding blanks).
 
-    Accepted: ``TYPE BASE64 [COMMENT]`` where TYPE is one of ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521,
-    sk-ssh-ed25519@openssh.com or sk-ecdsa-sha2-nistp256@openssh.com, and the base64 blob decodes to a key
-    whose embedded type string equals TYPE. Raises ValueError with the reason otherwise.
+    Accepted: ``TYPE BASE64 [COMMENT]`` where TYPE is one of ACCEPTED_KEY_TYPES and the blob is a key of that
+    type (loaded with cryptography's `load_ssh_public_key`). Raises ValueError with the reason otherwise.
     """
     if not isinstance(key, str):
         raise ValueError("SSH key must be a string")
@@ -63,14 +74,14 @@ def validate_ssh_key(key: str) -> str:
         raw = base64.b64decode(blob, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError(f"SSH key data is not valid base64: {exc}") from exc
-    if len(raw) < 4:
-        raise ValueError("SSH key data is too short")
-    (length,) = struct.unpack(">I", raw[:4])
-    embedded = raw[4 : 4 + length]
-    if length > len(raw) - 4 or embedded != ktype.encode():
+    if _embedded_type(raw) != ktype.encode():
         raise ValueError(f"SSH key data does not match its type {ktype!r}")
-    if len(raw) <= 4 + length:
+    if len(raw) <= 4 + len(ktype):
         raise ValueError("SSH key data holds no key material")
+    try:
+        load_ssh_public_key(f"{ktype} {blob}".encode())
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise ValueError(f"SSH key data is not a valid {ktype} key: {exc}") from exc
     normalised = f"{ktype} {blob}"
     if len(parts) == 3:
         comment = " ".join(parts[2].split())
@@ -81,34 +92,34 @@ def validate_ssh_key(key: str) -> str:
     return normalised
 
 
-_PLAIN_SCALAR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@/+= -]*$")
+class _SeedDumper(yaml.SafeDumper):
+    """safe_dump, with list items indented under their key ("users:\n  - default") as cloud-init's docs
+    write them."""
+
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)
 
 
-def _yaml_scalar(value: str) -> str:
-    """A YAML scalar for value: bare when unambiguous, else a double-quoted (JSON) string."""
-    if _PLAIN_SCALAR.match(value) and not value.endswith(" ") and " #" not in value and ": " not in value:
-        return value
-    return json.dumps(value)
+def _dump(data: dict) -> str:
+    # width: never fold a long line (an SSH key) in two.
+    return yaml.dump(data, Dumper=_SeedDumper, sort_keys=False, default_flow_style=False, width=1 << 16,
+                     allow_unicode=False)
 
 
 def meta_data(instance_id: str, hostname: str) -> str:
-    return f"instance-id: {_yaml_scalar(instance_id)}\nlocal-hostname: {_yaml_scalar(hostname)}\n"
+    return _dump({"instance-id": instance_id, "local-hostname": hostname})
 
 
 def user_data(hostname: str, ssh_keys: list[str]) -> str:
-    keys = "".join(f"  - {_yaml_scalar(k)}\n" for k in ssh_keys)
-    lines = [
-        "#cloud-config",
-        f"hostname: {_yaml_scalar(hostname)}",
-        "preserve_hostname: false",
+    return "#cloud-config\n" + _dump({
+        "hostname": hostname,
+        "preserve_hostname": False,
         # root gets the keys too (without the "login as the default user" prefix) on real cloud images
-        "disable_root: false",
-        "ssh_pwauth: false",
-        "users:",
-        "  - default",
-        "ssh_authorized_keys:" + ("" if keys else " []"),
-    ]
-    return "\n".join(lines) + "\n" + keys
+        "disable_root": False,
+        "ssh_pwauth": False,
+        "users": ["default"],
+        "ssh_authorized_keys": list(ssh_keys),
+    })
 
 
 def _iso_tool() -> str:

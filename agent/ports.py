@@ -14,10 +14,11 @@ from django.db import IntegrityError, transaction
 
 from agent import conf
 from agent.models import PortAllocation, Vm
+from ttproject import errors
 
 
-class NoFreePort(Exception):
-    pass
+class NoFreePort(errors.Refused):
+    """Every host port of the range is taken."""
 
 
 def port_is_free(port: int, addr: str) -> bool:

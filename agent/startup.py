@@ -1,29 +1,24 @@
-"""`ttstack agent` start-up: refuse a storage that is not there, then reconcile records with the engines."""
+"""`ttstack agent` start-up: refuse a storage that is not there, then reconcile records with the engines.
+
+The checks raise domain errors; this hook is the edge that turns them into the CLI's refusal (SystemExit).
+"""
 
 import logging
+import os
 
 from agent import conf
+from ttproject import errors
 
 log = logging.getLogger("agent.startup")
 
 
 def prepare():
     from agent import storage as storages
-    from agent.storage.base import StorageError
 
-    name = conf.storage_name()
-    if name not in conf.STORAGE_ALIASES.values():
-        raise SystemExit(f"ttstack agent: unknown storage {name!r}; use file (alias raw) or zvol (alias zfs)")
     try:
-        storage = storages.get()
-    except StorageError as exc:
-        raise SystemExit(f"ttstack agent: --storage {name} is not available: {exc}") from None
-    ok, why = storage.probe()
-    if not ok:
-        raise SystemExit(f"ttstack agent: storage {name} does not work here: {why}")
-    try:
+        storage = storages.check_works()
         conf.port_range()
-    except ValueError as exc:
+    except (errors.DomainError, ValueError) as exc:
         raise SystemExit(f"ttstack agent: {exc}") from None
     conf.vms_dir().mkdir(parents=True, exist_ok=True)
     conf.image_dir().mkdir(parents=True, exist_ok=True)
@@ -33,19 +28,16 @@ def prepare():
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)
-    from agent import services
+    from agent import engines
+    from agent.reconcile import reconcile
 
     try:
-        summary = services.reconcile()
+        summary = reconcile()
     except Exception:  # never refuse to start because an engine misbehaved; the log says why
         log.exception("reconcile failed")
         summary = {}
     finally:
-        import os
-
-        from agent import engines
-
         engines.status()  # probe every engine once, here, and hand the results to the web process
         os.environ[engines.PROBES_ENV] = engines.export_probes()
         engines.reset(keep_probes=True)  # the web server is another process: drop connections made here
-    log.info("agent %s: storage %s, images in %s, reconcile %s", host_id, name, conf.image_dir(), summary)
+    log.info("agent %s: storage %s, images in %s, reconcile %s", host_id, storage.name, conf.image_dir(), summary)

@@ -1,40 +1,46 @@
-"""JSON of the agent API (fleet contract, seeds/000): create request, VM, image, host info."""
+"""JSON of the agent API (fleet contract, seeds/000): create request, VM, image, host info, errors.
 
-import re
+Input limits (docs/agent.md): ids are TTstack names (1-128 of [A-Za-z0-9._-], no leading dot), hostnames
+one RFC 1123 label; cpu >= 1, disk >= 1 MiB, mem >= MIN_MEM_MIB (MIN_VM_MEM_MIB for the VM engines, which
+boot a kernel).
+"""
 
 from rest_framework import serializers
 
-from agent import conf
 from agent.cloudinit import validate_ssh_key
 from agent.models import Vm
+from ttproject.vocabulary import ENGINES, HOSTNAME_PATTERN, MAX_PORTS_PER_VM, NAME_PATTERN, VM_ENGINES
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")  # [A-Za-z0-9._-]{1,128}, no leading dot
-HOSTNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$")
+MIN_MEM_MIB = 16  # a container (docker refuses limits below 6 MiB) or a jail
+MIN_VM_MEM_MIB = 64  # a guest kernel and its init (the tiny image needs ~48)
+MAX_INT = 2**31 - 1  # what the database's integer columns hold
 
 
 class CreateVmSerializer(serializers.Serializer):
-    id = serializers.CharField(required=False, allow_blank=False, max_length=128)
-    image = serializers.CharField(max_length=255)
-    engine = serializers.ChoiceField(choices=list(conf.ENGINE_NAMES), default="qemu")
-    cpu = serializers.IntegerField(default=2, min_value=1)
-    mem = serializers.IntegerField(default=1024, min_value=1, help_text="MiB")
-    disk = serializers.IntegerField(default=40960, min_value=1, help_text="MiB")
+    id = serializers.RegexField(
+        rf"\A{NAME_PATTERN}\Z", required=False, max_length=128, trim_whitespace=False,
+        error_messages={"invalid": "must be 1-128 characters of [A-Za-z0-9._-], not starting with a dot"},
+        help_text="default: vm-<12 hex digits>")
+    image = serializers.CharField(max_length=255, trim_whitespace=False,
+                                  help_text="a disk image name, or a docker reference for the docker engine")
+    engine = serializers.ChoiceField(choices=list(ENGINES), default="qemu")
+    cpu = serializers.IntegerField(default=2, min_value=1, max_value=MAX_INT)
+    mem = serializers.IntegerField(
+        default=1024, min_value=MIN_MEM_MIB, max_value=MAX_INT,
+        error_messages={"min_value": f"at least {MIN_MEM_MIB} MiB ({MIN_VM_MEM_MIB} MiB for {', '.join(VM_ENGINES)})"},
+        help_text=f"MiB; at least {MIN_VM_MEM_MIB} for {', '.join(VM_ENGINES)}")
+    disk = serializers.IntegerField(default=40960, min_value=1, max_value=MAX_INT, help_text="MiB")
     ports = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=65535), default=list,
-                                  max_length=conf.MAX_PORTS_PER_VM)
+                                  max_length=MAX_PORTS_PER_VM,
+                                  help_text=f"guest ports; 22 is added for {', '.join(VM_ENGINES)}")
     deny_outgoing = serializers.BooleanField(default=False)
-    ssh_keys = serializers.ListField(child=serializers.CharField(trim_whitespace=False), default=list,
-                                     max_length=100)
-    hostname = serializers.CharField(required=False, max_length=253)
-
-    def validate_id(self, value):
-        if not NAME_RE.match(value):
-            raise serializers.ValidationError("must be 1-128 characters of [A-Za-z0-9._-], not starting with a dot")
-        return value
-
-    def validate_hostname(self, value):
-        if not HOSTNAME_RE.match(value):
-            raise serializers.ValidationError("must be 1-253 characters of [A-Za-z0-9._-], not starting with . or -")
-        return value
+    ssh_keys = serializers.ListField(child=serializers.CharField(trim_whitespace=False, max_length=16384),
+                                     default=list, max_length=100, help_text="OpenSSH public key lines")
+    hostname = serializers.RegexField(
+        rf"\A{HOSTNAME_PATTERN}\Z", required=False, max_length=63, trim_whitespace=False,
+        error_messages={"invalid": "must be one RFC 1123 label: 1-63 letters, digits and '-', not starting "
+                                   "or ending with '-'"},
+        help_text="default: the id")
 
     def validate_ssh_keys(self, value):
         keys = []
@@ -45,11 +51,16 @@ class CreateVmSerializer(serializers.Serializer):
                 raise serializers.ValidationError(f"key {index}: {exc}") from exc
         return keys
 
-    def to_internal_value(self, data):
-        if isinstance(data, dict) and "engine" in data and data["engine"] not in conf.ENGINE_NAMES:
+    def validate(self, attrs):
+        if attrs["engine"] in VM_ENGINES and attrs["mem"] < MIN_VM_MEM_MIB:
             raise serializers.ValidationError(
-                {"engine": [f"unknown engine {str(data['engine'])[:40]!r}; expected one of "
-                            f"{', '.join(conf.ENGINE_NAMES)}"]})
+                {"mem": [f"at least {MIN_VM_MEM_MIB} MiB for the {attrs['engine']} engine (a guest kernel)"]})
+        return attrs
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and "engine" in data and data["engine"] not in ENGINES:
+            raise serializers.ValidationError(
+                {"engine": [f"unknown engine {str(data['engine'])[:40]!r}; expected one of {', '.join(ENGINES)}"]})
         return super().to_internal_value(data)
 
 
@@ -95,3 +106,17 @@ class InfoSerializer(serializers.Serializer):
     resources = ResourcesSerializer()
     images = ImageSerializer(many=True)
     vm_count = serializers.IntegerField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error reply (ttproject.api.exceptions)."""
+
+    detail = serializers.CharField(help_text="what went wrong, in one line")
+    errors = serializers.DictField(required=False, help_text="field -> messages, on 400 replies")
+
+
+class CreateFailedSerializer(serializers.Serializer):
+    """A create whose guest did not come up: the record is kept in state failed (DELETE it to retry)."""
+
+    detail = serializers.CharField()
+    vm = VmSerializer()

@@ -1,68 +1,91 @@
-"""Agent API views: thin wrappers around agent.services."""
+"""Agent API views: thin wrappers around the domain modules (lifecycle, guest_state, hostinfo, image_lookup).
+Domain errors leave as HTTP through the global handler (ttproject.api.exceptions)."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
-from agent import services
-from agent.api.serializers import CreateVmSerializer, ImageSerializer, InfoSerializer, VmSerializer
+from agent import guest_state, hostinfo, image_lookup, lifecycle
+from agent.api.serializers import (
+    CreateFailedSerializer,
+    CreateVmSerializer,
+    ErrorSerializer,
+    ImageSerializer,
+    InfoSerializer,
+    VmSerializer,
+)
 from agent.models import Vm
 
+_ERROR_TEXT = {
+    400: "malformed request (the body names the field)",
+    401: "API key missing or wrong (when the agent runs with --api-key)",
+    404: "no such VM",
+    409: "conflicts with the VM's state, or the id exists with other parameters",
+    422: "well formed but cannot be carried out here (engine not available, above the host's capacity, "
+         "no free host port)",
+    502: "the engine failed; the VM's state says what is left",
+}
 
-@extend_schema(responses=InfoSerializer)
+
+def errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """Error replies of an endpoint for its schema (401 always)."""
+    return {code: OpenApiResponse(ErrorSerializer, description=_ERROR_TEXT[code]) for code in (401, *codes)}
+
+
+@extend_schema(responses={200: InfoSerializer, **errors()})
 @api_view(["GET"])
 def info(request):
     """Host id, engines (probed), storage, resources (total and reserved by this agent's VMs), images."""
-    return Response(services.info())
+    return Response(hostinfo.info())
 
 
-@extend_schema(responses=ImageSerializer(many=True))
+@extend_schema(responses={200: ImageSerializer(many=True), **errors()})
 @api_view(["GET"])
 def images(request):
-    """Disk images of the image directory and the docker engine's local images."""
-    return Response(services.list_images())
+    """Disk images of the storage and the images of the other engines (docker's local images)."""
+    return Response(image_lookup.list_images())
 
 
 class VmViewSet(viewsets.ViewSet):
     lookup_value_regex = r"[^/]+"
 
-    @extend_schema(responses=VmSerializer(many=True))
+    @extend_schema(responses={200: VmSerializer(many=True), **errors()})
     def list(self, request):
-        vms = services.refresh_all(list(Vm.objects.all()))
+        vms = guest_state.refresh_all(list(Vm.objects.all()))
         return Response(VmSerializer(vms, many=True).data)
 
     @extend_schema(request=CreateVmSerializer, responses={
         201: VmSerializer, 200: OpenApiResponse(VmSerializer, description="same id, same parameters"),
-        409: OpenApiResponse(description="same id, different parameters"),
-        422: OpenApiResponse(description="engine not available here / above the host's capacity"),
-        500: OpenApiResponse(description="the guest failed to come up; the record stays, state failed")})
+        **errors(400, 409, 422),
+        500: OpenApiResponse(CreateFailedSerializer, description="the guest failed to come up; the record "
+                                                                 "stays, state failed")})
     def create(self, request):
         """Create and start a VM; answers once the guest is started."""
         body = CreateVmSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            vm, created = services.create_vm(services.CreateRequest(**body.validated_data))
-        except services.CreateFailed as exc:
-            return Response({"detail": str(exc), "vm": VmSerializer(exc.vm).data},
+        result = lifecycle.create_vm(lifecycle.CreateRequest(**body.validated_data))
+        if result.failure:
+            return Response(CreateFailedSerializer({"detail": result.failure, "vm": result.vm}).data,
                             status=status.HTTP_500_INTERNAL_SERVER_ERROR)
-        return Response(VmSerializer(vm).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(VmSerializer(result.vm).data,
+                        status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
-    @extend_schema(responses=VmSerializer)
+    @extend_schema(responses={200: VmSerializer, **errors(404)})
     def retrieve(self, request, pk=None):
-        return Response(VmSerializer(services.refresh(services.get_vm(pk))).data)
+        return Response(VmSerializer(guest_state.refresh(lifecycle.get_vm(pk))).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **errors(404, 502)})
     def destroy(self, request, pk=None):
-        services.delete_vm(pk)
+        lifecycle.delete_vm(pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=None, responses=VmSerializer)
+    @extend_schema(request=None, responses={200: VmSerializer, **errors(404, 409, 422, 502)})
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
-        return Response(VmSerializer(services.stop_vm(pk)).data)
+        return Response(VmSerializer(lifecycle.stop_vm(pk)).data)
 
-    @extend_schema(request=None, responses=VmSerializer)
+    @extend_schema(request=None, responses={200: VmSerializer, **errors(404, 409, 422, 502)})
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
-        return Response(VmSerializer(services.start_vm(pk)).data)
+        return Response(VmSerializer(lifecycle.start_vm(pk)).data)

@@ -1,9 +1,9 @@
 """Engine registry: name -> engine instance, with cached probes.
 
-Engines live in `agent.engines.<name>` and subclass `agent.engines.base.Engine` with `name = "<name>"`.
-A module that does not exist yet (firecracker, bhyve, jail until they land) makes the engine unavailable
-with a clear reason instead of failing the agent. Probe results are cached; a failed probe is retried after
-PROBE_RETRY seconds so an engine that comes up later (dockerd started) is noticed.
+Engines live in `agent.engines.<name>` and subclass `agent.engines.base.Engine` with `name = "<name>"`; the
+registry builds each one with its `from_settings()`. An engine whose module cannot be imported (a missing
+library) is unavailable, with the reason, instead of failing the agent. Probe results are cached; a failed
+probe is retried after PROBE_RETRY seconds so an engine that comes up later (dockerd started) is noticed.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 
 from agent import conf
 from agent.engines.base import Engine, EngineUnavailable
+from ttproject.vocabulary import ENGINES
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +32,6 @@ _instances: dict[str, Engine] = {}
 _probes: dict[str, tuple[bool, str, float]] = {}
 
 
-def _construct(cls: type[Engine], name: str) -> Engine:
-    """Instantiate with the keyword arguments the engine's constructor accepts."""
-    options = {"host_id": conf.host_id()}
-    if name == "qemu":
-        options.update(uri=conf.libvirt_uri(), accel=conf.qemu_accel())
-    elif name == "docker":
-        options.update(base_url=conf.docker_url())
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        kwargs = options
-    else:
-        kwargs = {k: v for k, v in options.items() if k in params}
-    engine = cls(**kwargs)
-    if not getattr(engine, "host_id", None):
-        engine.host_id = conf.host_id()  # so list_guests finds only this agent's guests
-    return engine
-
-
 def _load(name: str) -> Engine:
     try:
         module = importlib.import_module(f"agent.engines.{name}")
@@ -60,14 +43,14 @@ def _load(name: str) -> Engine:
         raise EngineUnavailable(f"the {name} engine cannot be loaded: {exc}") from exc
     for obj in vars(module).values():
         if inspect.isclass(obj) and issubclass(obj, Engine) and not inspect.isabstract(obj) and obj.name == name:
-            return _construct(obj, name)
+            return obj.from_settings()
     raise EngineUnavailable(f"agent.engines.{name} defines no Engine with name {name!r}")
 
 
 def get(name: str) -> Engine:
     """The engine instance (loaded once); raises EngineUnavailable if it cannot even be loaded."""
-    if name not in conf.ENGINE_NAMES:
-        raise KeyError(name)
+    if name not in ENGINES:
+        raise EngineUnavailable(f"unknown engine {name!r}")
     with _lock:
         if name not in _instances:
             _instances[name] = _load(name)
@@ -126,7 +109,7 @@ def available(name: str) -> Engine:
 def status() -> tuple[list[str], dict[str, str]]:
     """(available engine names, {unavailable name: reason})."""
     ok_names, missing = [], {}
-    for name in conf.ENGINE_NAMES:
+    for name in ENGINES:
         ok, why = probe(name)
         if ok:
             ok_names.append(name)
@@ -135,8 +118,9 @@ def status() -> tuple[list[str], dict[str, str]]:
     return ok_names, missing
 
 
-def is_vm_engine(name: str) -> bool:
-    return name in conf.VM_ENGINES
+def available_engines() -> list[Engine]:
+    """Every engine that works on this host."""
+    return [get(name) for name in status()[0]]
 
 
 def reset(keep_probes: bool = False) -> None:

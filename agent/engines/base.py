@@ -11,32 +11,32 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.image_names import check_name
+from ttproject import errors
 
-class EngineError(Exception):
+
+class EngineError(errors.UpstreamFailed):
     """The engine could not do what was asked; the message is shown to the user."""
 
 
-class EngineUnavailable(EngineError):
-    """The engine does not work on this host (binary, device or functional probe failed)."""
+class EngineUnavailable(EngineError, errors.Refused):
+    """The engine does not work on this host (binary, device or functional probe failed): the request is
+    refused (422), not an engine failure."""
 
 
 # Guest states as the agent reports them.
 RUNNING, STOPPED, MISSING = "running", "stopped", "missing"
+# `Image.engine_kind` of a disk image (the storage's), booted by the VM engines.
+DISK_IMAGE = "vm"
 
 
 @dataclass(frozen=True)
 class Image:
-    """A base image resolved from the image directory (or the docker engine's local images).
-
-    Layout of the image directory (TTSTACK_IMAGE_DIR):
-      NAME.qcow2 | NAME.raw              a bootable disk (BIOS boot)
-      NAME/image.json + files            {"disk": "disk.qcow2", "format": "qcow2",
-                                          "kernel": "vmlinuz", "initrd": "initrd.img",
-                                          "cmdline": "...", "os": "linux"} for direct kernel boot
-    """
+    """A base image: a disk from the storage (agent/storage/image_dir.py describes the file storage's
+    layout), or an image an engine provides itself (docker's local images, jail templates)."""
 
     name: str
-    engine_kind: str  # "vm" (disk-based: qemu, firecracker, bhyve) | "docker" | "jail"
+    engine_kind: str  # DISK_IMAGE ("vm": qemu, firecracker, bhyve) | "docker" | "jail": who can boot it
     disk: Path | None = None
     disk_format: str = "qcow2"
     kernel: Path | None = None
@@ -68,9 +68,18 @@ class GuestSpec:
 
 
 class Engine(ABC):
+    """Whether an engine is a VM engine (port 22, a disk from the storage, a cloud-init seed) is
+    `ttproject.vocabulary.VM_ENGINES`; an engine says itself which images it boots (`image_kind`, `can_boot`)."""
+
     name: str = ""
-    # VM engines boot a disk: port 22 is always published, a disk and a seed are made for them.
-    is_vm: bool = True
+    image_kind: str = DISK_IMAGE
+
+    @classmethod
+    def from_settings(cls) -> Engine:
+        """The engine as this agent's settings (agent/conf.py) configure it."""
+        from agent import conf
+
+        return cls(host_id=conf.host_id())
 
     @abstractmethod
     def probe(self) -> tuple[bool, str]:
@@ -102,6 +111,14 @@ class Engine(ABC):
     def ip(self, spec: GuestSpec) -> str | None:
         return None
 
+    def can_boot(self, image: Image) -> bool:
+        return image.engine_kind == self.image_kind
+
     def images(self) -> list[Image]:
         """Images this engine provides itself (docker's local images); disk images come from storage."""
         return []
+
+    def find_image(self, name: str) -> Image | None:
+        """One of `images()` by name (checked first: ImageNameError)."""
+        check_name(name)
+        return next((image for image in self.images() if image.name == name), None)

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
 import signal
 from pathlib import Path
 
-from agent.engines import probes
+from agent import procutil
+from agent.engines import freebsd_net, probes
 from agent.engines.base import EngineError, GuestSpec
-from agent.engines.hosttool import HostToolEngine, is_qcow2, log_tail, short_hash
+from agent.engines.hosttool import ProcessEngine, default_run_dir, is_qcow2, log_tail, short_hash
 
 TOOLS = (("TTSTACK_BHYVE_BIN", "bhyve"), ("TTSTACK_BHYVELOAD_BIN", "bhyveload"),
          ("TTSTACK_BHYVECTL_BIN", "bhyvectl"), ("TTSTACK_IFCONFIG_BIN", "ifconfig"), ("TTSTACK_PFCTL_BIN", "pfctl"))
@@ -43,16 +43,15 @@ def _vm_name(name: str) -> str:
     return name if len(name) <= 31 and all(c.isalnum() or c in "-_." for c in name) else f"tt{short_hash(name, 16)}"
 
 
-class BhyveEngine(HostToolEngine):
+class BhyveEngine(ProcessEngine):
     name = "bhyve"
-    is_vm = True
     guest_noun = "bhyve guest"
 
     def __init__(self, run_dir: str | Path | None = None, *, assume_freebsd: bool = False,
                  host_id: str | None = None):
         """`assume_freebsd=True` skips only the OS and /dev/vmm checks (tests driving the doubles on Linux);
         the probe then says so."""
-        self.run_dir = Path(run_dir) if run_dir else probes.default_run_dir("TTSTACK_BHYVE_RUN_DIR", "bhyve")
+        self.run_dir = Path(run_dir) if run_dir else default_run_dir("TTSTACK_BHYVE_RUN_DIR", "bhyve")
         self.assume_freebsd = assume_freebsd
         self.host_id = host_id
         self.bridge = os.environ.get("TTSTACK_BHYVE_BRIDGE", "bridge0")
@@ -95,55 +94,36 @@ class BhyveEngine(HostToolEngine):
             tap=None, pid=None)
         self._save(meta)  # recorded before any side effect
         self._setup_network(meta)
-        self._boot(meta)
+        self._launch(meta)
 
-    def start(self, spec: GuestSpec) -> None:
-        meta = self._meta_to_start(spec)
-        if meta is None:
-            return
-        if not meta.get("tap") or probes.ifconfig(meta["tap"], error=EngineError, check=False).returncode:
+    def _restore_network(self, meta: dict) -> None:
+        if not meta.get("tap") or freebsd_net.ifconfig(meta["tap"], check=False).returncode:
             meta["tap"] = None
             self._setup_network(meta)
-        self._boot(meta)
 
-    def stop(self, spec: GuestSpec, timeout: float = 30) -> None:
-        meta = self._meta(spec.name)
-        if meta is None:
-            return
-        pid = meta.get("pid")
-        if probes.pid_alive(pid):
-            try:
-                os.kill(pid, signal.SIGTERM)  # bhyve turns SIGTERM into an ACPI power-button press
-            except ProcessLookupError:
-                pass
-            if not probes.wait_pid_exit(pid, timeout):
-                self._bhyvectl("--force-poweroff", meta["vm"], check=False)
-                if not probes.wait_pid_exit(pid, 5):
-                    probes.kill_pid(pid, signal.SIGKILL)
-        self._release_vm(meta)
+    # ---- stop and destroy (ProcessEngine) ----------------------------------------------------------------
+    def _shut_down(self, meta: dict, timeout: float) -> bool:
+        try:
+            os.kill(meta["pid"], signal.SIGTERM)  # bhyve turns SIGTERM into an ACPI power-button press
+        except ProcessLookupError:
+            pass
+        return procutil.wait_pid_exit(meta["pid"], timeout)
 
-    def destroy(self, spec: GuestSpec) -> None:
-        meta = self._meta(spec.name)
-        if meta is None:
-            return
-        if probes.pid_alive(meta.get("pid")):
-            self._bhyvectl("--force-poweroff", meta["vm"], check=False)
-            if not probes.wait_pid_exit(meta["pid"], 5):
-                probes.kill_pid(meta["pid"], signal.SIGKILL)
-        self._release_vm(meta)
-        self._teardown_network(meta)
-        shutil.rmtree(self._dir(spec.name), ignore_errors=True)
+    def _force_off(self, meta: dict) -> None:
+        self._bhyvectl("--force-poweroff", meta["vm"], check=False)
+        if not procutil.wait_pid_exit(meta["pid"], 5):
+            procutil.kill_pid(meta["pid"], signal.SIGKILL)
 
     # ---- internals ---------------------------------------------------------------------------------------
     def _bhyvectl(self, action: str, vm: str, check: bool = True):
-        return probes.run_tool([self._tool("TTSTACK_BHYVECTL_BIN", "bhyvectl"), action, f"--vm={vm}"],
+        return procutil.run_tool([self._tool("TTSTACK_BHYVECTL_BIN", "bhyvectl"), action, f"--vm={vm}"],
                                error=EngineError, check=check)
 
-    def _release_vm(self, meta: dict) -> None:
+    def _after_exit(self, meta: dict) -> None:
         """Free the kernel's VM instance (memory) left after bhyve exits; no error when there is none."""
         done = self._bhyvectl("--destroy", meta["vm"], check=False)
         if done.returncode != 0 and "could not be opened" not in (done.stderr + done.stdout):
-            raise EngineError(probes.tool_failure(["bhyvectl", "--destroy"], done))
+            raise EngineError(procutil.tool_failure(["bhyvectl", "--destroy"], done))
         meta["pid"] = None
         self._save(meta)
 
@@ -160,44 +140,44 @@ class BhyveEngine(HostToolEngine):
         argv += ["-l", f"com1,/dev/nmdm-{meta['vm']}.1A", meta["vm"]]
         return argv
 
-    def _boot(self, meta: dict) -> None:
+    def _launch(self, meta: dict) -> None:
         workdir = self._dir(meta["name"])
         if meta["loader"] == "bhyveload":
             self._bhyvectl("--destroy", meta["vm"], check=False)  # a leftover instance would keep old memory
-            probes.run_tool([self._tool("TTSTACK_BHYVELOAD_BIN", "bhyveload"), "-m", f"{meta['mem']}M",
+            procutil.run_tool([self._tool("TTSTACK_BHYVELOAD_BIN", "bhyveload"), "-m", f"{meta['mem']}M",
                              "-d", meta["disk"], "-c", f"/dev/nmdm-{meta['vm']}.1A", meta["vm"]],
                             error=EngineError, timeout=120)
-        meta["pid"] = probes.spawn_detached(self.bhyve_argv(meta), workdir / "bhyve.log")
+        meta["pid"] = procutil.spawn_detached(self.bhyve_argv(meta), workdir / "bhyve.log")
         self._save(meta)
-        if probes.wait_pid_exit(meta["pid"], BOOT_WAIT):
+        if procutil.wait_pid_exit(meta["pid"], BOOT_WAIT):
             tail = log_tail(workdir / "bhyve.log")
-            self._release_vm(meta)
+            self._after_exit(meta)
             raise EngineError(f"bhyve exited at once: {tail}")
 
     def _setup_network(self, meta: dict) -> None:
-        if probes.ifconfig(self.bridge, error=EngineError, check=False).returncode != 0:
-            probes.ifconfig(self.bridge, "create", error=EngineError)
+        if freebsd_net.ifconfig(self.bridge, check=False).returncode != 0:
+            freebsd_net.ifconfig(self.bridge, "create")
             gateway = next(self.subnet.hosts())
-            probes.ifconfig(self.bridge, "inet", f"{gateway}/{self.subnet.prefixlen}", "up", error=EngineError)
+            freebsd_net.ifconfig(self.bridge, "inet", f"{gateway}/{self.subnet.prefixlen}", "up")
         if not meta.get("tap"):
-            meta["tap"] = probes.ifconfig("tap", "create", error=EngineError).stdout.strip()
+            meta["tap"] = freebsd_net.ifconfig("tap", "create").stdout.strip()
             self._save(meta)
-        probes.ifconfig(meta["tap"], "description", f"ttstack:{meta['name']}", "up", error=EngineError)
-        members = probes.ifconfig(self.bridge, error=EngineError).stdout
+        freebsd_net.ifconfig(meta["tap"], "description", f"ttstack:{meta['name']}", "up")
+        members = freebsd_net.ifconfig(self.bridge).stdout
         if f"member: {meta['tap']} " not in members:
-            probes.ifconfig(self.bridge, "addm", meta["tap"], error=EngineError)
-        rules = probes.pf_rules(meta["guest_ip"], meta["port_map"], meta["publish_addr"], meta["deny_outgoing"],
+            freebsd_net.ifconfig(self.bridge, "addm", meta["tap"])
+        rules = freebsd_net.pf_rules(meta["guest_ip"], meta["port_map"], meta["publish_addr"], meta["deny_outgoing"],
                                 self.bridge)
-        probes.pf_load(meta["name"], rules, self._dir(meta["name"]) / "pf.rules", EngineError)
+        freebsd_net.pf_load(meta["name"], rules, self._dir(meta["name"]) / "pf.rules")
         hostsfile = os.environ.get("TTSTACK_DHCP_HOSTSFILE", "").strip()
         if hostsfile:
             _replace_line(Path(hostsfile), meta["mac"], f"{meta['mac']},{meta['guest_ip']},{meta['hostname']}")
 
     def _teardown_network(self, meta: dict) -> None:
-        probes.pf_flush(meta["name"], EngineError)
+        freebsd_net.pf_flush(meta["name"])
         if meta.get("tap"):
-            probes.ifconfig(self.bridge, "deletem", meta["tap"], error=EngineError, check=False)
-            probes.ifconfig(meta["tap"], "destroy", error=EngineError, check=False)
+            freebsd_net.ifconfig(self.bridge, "deletem", meta["tap"], check=False)
+            freebsd_net.ifconfig(meta["tap"], "destroy", check=False)
         hostsfile = os.environ.get("TTSTACK_DHCP_HOSTSFILE", "").strip()
         if hostsfile:
             _replace_line(Path(hostsfile), meta["mac"], None)

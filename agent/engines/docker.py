@@ -24,6 +24,7 @@ import threading
 import time
 
 from agent.engines.base import MISSING, RUNNING, STOPPED, Engine, EngineError, GuestSpec, Image
+from agent.image_names import check_docker_ref, docker_ref
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,13 @@ RUNNING_STATES = {"running", "restarting"}
 
 class DockerEngine(Engine):
     name = "docker"
-    is_vm = False
+    image_kind = "docker"
+
+    @classmethod
+    def from_settings(cls) -> DockerEngine:
+        from agent import conf
+
+        return cls(base_url=conf.docker_url(), host_id=conf.host_id())
 
     def __init__(self, base_url: str | None = None, host_id: str = "", timeout: int = 60):
         self.base_url = base_url
@@ -65,16 +72,22 @@ class DockerEngine(Engine):
                 self._client.close()
                 self._client = None
 
-    def _container(self, spec_or_name):
+    def _get(self, collection: str, key: str):
+        """`client.<collection>.get(key)`; None when docker has no such object."""
         import docker
 
-        name = spec_or_name.name if isinstance(spec_or_name, GuestSpec) else spec_or_name
         try:
-            container = self.client().containers.get(name)
-        except docker.errors.NotFound:
+            return getattr(self.client(), collection).get(key)
+        except docker.errors.NotFound:  # ImageNotFound too
             return None
         except docker.errors.DockerException as exc:
             raise EngineError(f"docker: {exc}") from exc
+
+    def _container(self, spec: GuestSpec):
+        """This agent's container of `spec`, None when there is none."""
+        container = self._get("containers", spec.name)
+        if container is None:
+            return None
         labels = container.labels or {}
         if self.host_id and labels.get(LABEL_HOST) != self.host_id:
             return None  # same name, another agent's (or nobody's) container: never touch it
@@ -100,7 +113,7 @@ class DockerEngine(Engine):
     def create(self, spec: GuestSpec) -> None:
         import docker
 
-        if spec.image.engine_kind != "docker":
+        if not self.can_boot(spec.image):
             raise EngineError(f"image {spec.image.name} is not a docker image")
         ports = {f"{guest}/tcp": (spec.publish_addr, host) for guest, host in spec.port_map.items()}
         labels = {LABEL_HOST: spec.host_id, LABEL_VM: spec.vm_id}
@@ -234,7 +247,7 @@ class DockerEngine(Engine):
             for tag in image.tags:
                 config = image.attrs.get("Config") or {}
                 images.append(Image(
-                    name=tag, engine_kind="docker", disk_format="docker", size=int(image.attrs.get("Size") or 0),
+                    name=tag, engine_kind=self.image_kind, disk_format="docker", size=int(image.attrs.get("Size") or 0),
                     extra={"ref": tag, "id": image.id,
                            "description": (config.get("Labels") or {}).get("org.opencontainers.image.description")
                            or f"docker image {tag}"},
@@ -242,19 +255,12 @@ class DockerEngine(Engine):
         return images
 
     def find_image(self, name: str) -> Image | None:
-        """One local image by reference ("ttstack/tiny" means ":latest"); optional, faster than images()."""
-        import docker
-
-        from agent.images import docker_ref
-
-        ref = docker_ref(name)
-        try:
-            image = self.client().images.get(ref)
-        except docker.errors.ImageNotFound:
+        """One local image by reference ("ttstack/tiny" means ":latest"), without listing them all."""
+        ref = docker_ref(check_docker_ref(name))
+        image = self._get("images", ref)
+        if image is None:
             return None
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"docker: {exc}") from exc
-        return Image(name=ref, engine_kind="docker", disk_format="docker", size=int(image.attrs.get("Size") or 0),
+        return Image(name=ref, engine_kind=self.image_kind, disk_format="docker", size=int(image.attrs.get("Size") or 0),
                      extra={"ref": ref, "id": image.id})
 
     # ------------------------------------------------------------------------------------------ helpers

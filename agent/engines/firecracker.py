@@ -9,10 +9,9 @@ timeout. A stopped guest has no process: start launches and configures a new one
 Image layout (TTSTACK_IMAGE_DIR/NAME/image.json): an uncompressed ELF `vmlinux` kernel, optional initrd,
 and a raw disk (firecracker has no qcow2 support: the disk the storage makes must be raw, e.g. zvol).
 
-Networking: a tap per guest (`ip tuntap add`), a /30 from TTSTACK_FIRECRACKER_SUBNET (host .1, guest .2, given
-to the guest kernel with `ip=`), iptables: MASQUERADE for the guest, DNAT publish_addr:host_port ->
-guest:port in PREROUTING and OUTPUT, FORWARD accepts, and for deny_outgoing a drop of NEW connections coming
-in from the tap (FORWARD and INPUT) — replies to published ports still pass (conntrack ESTABLISHED).
+Networking (engines/firecracker_net.py): a tap per guest, a /30 from TTSTACK_FIRECRACKER_SUBNET (host .1,
+guest .2, given to the guest kernel with `ip=`) and iptables rules: DNAT for the published ports, and for
+deny_outgoing a drop of the NEW connections coming in from the tap. The API client is engines/firecracker_api.py.
 
 Environment: TTSTACK_FIRECRACKER_BIN, TTSTACK_JAILER_BIN, TTSTACK_FIRECRACKER_JAILER (1/0; default: use the
 jailer when its binary is found), TTSTACK_JAILER_UID/GID (65534), TTSTACK_JAILER_CHROOT_BASE (/srv/jailer),
@@ -22,79 +21,23 @@ TTSTACK_IP_BIN, TTSTACK_IPTABLES_BIN. See docs/engines.md.
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
-import json
 import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import tempfile
-import time
 from pathlib import Path
 
-from agent.engines import probes
-from agent.engines.base import RUNNING, STOPPED, EngineError, GuestSpec
-from agent.engines.hosttool import HostToolEngine, is_qcow2, log_tail, short_hash
+from agent import procutil
+from agent.engines import firecracker_net, probes
+from agent.engines.base import RUNNING, STOPPED, EngineError, GuestSpec, Image
+from agent.engines.firecracker_api import FirecrackerAPI
+from agent.engines.hosttool import ProcessEngine, default_run_dir, is_qcow2, log_tail, short_hash
 
 DEFAULT_BOOT_ARGS = "console=ttyS0 reboot=k panic=1 pci=off"
-API_TIMEOUT = 10.0
 SOCKET_WAIT = 10.0
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float = API_TIMEOUT):
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
-class FirecrackerAPI:
-    """A minimal client for Firecracker's API socket: 204 = done, anything else raises with fault_message."""
-
-    def __init__(self, socket_path: str):
-        self.socket_path = socket_path
-
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
-        conn = _UnixHTTPConnection(self.socket_path)
-        try:
-            payload = json.dumps(body) if body is not None else None
-            headers = {"Accept": "application/json"}
-            if payload is not None:
-                headers["Content-Type"] = "application/json"
-            conn.request(method, path, body=payload, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        except OSError as exc:
-            raise EngineError(f"firecracker API {method} {path}: {exc}") from exc
-        finally:
-            conn.close()
-        data = None
-        if raw:
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                data = {"fault_message": raw.decode(errors="replace")}
-        return resp.status, data
-
-    def put(self, path: str, body: dict) -> None:
-        status, data = self.request("PUT", path, body)
-        if status != 204:
-            fault = (data or {}).get("fault_message", f"HTTP {status}")
-            raise EngineError(f"firecracker refused PUT {path}: {fault}")
-
-    def describe(self) -> dict:
-        status, data = self.request("GET", "/")
-        if status != 200 or not isinstance(data, dict):
-            raise EngineError(f"firecracker GET / answered {status}: {data}")
-        return data
 
 
 def _fc_id(name: str) -> str:
@@ -105,16 +48,15 @@ def _fc_id(name: str) -> str:
     return cleaned
 
 
-class FirecrackerEngine(HostToolEngine):
+class FirecrackerEngine(ProcessEngine):
     name = "firecracker"
-    is_vm = True
     guest_noun = "firecracker guest"
 
     def __init__(self, run_dir: str | Path | None = None, *, assume_kvm: bool = False,
                  use_jailer: bool | None = None, host_id: str | None = None):
         """`assume_kvm=True` skips only the KVM functional probe (tests driving the firecracker double);
         the probe then says so instead of claiming KVM was checked."""
-        self.run_dir = Path(run_dir) if run_dir else probes.default_run_dir("TTSTACK_FIRECRACKER_RUN_DIR",
+        self.run_dir = Path(run_dir) if run_dir else default_run_dir("TTSTACK_FIRECRACKER_RUN_DIR",
                                                                             "firecracker")
         self.assume_kvm = assume_kvm
         self._use_jailer = use_jailer
@@ -123,6 +65,9 @@ class FirecrackerEngine(HostToolEngine):
         self.chroot_base = Path(os.environ.get("TTSTACK_JAILER_CHROOT_BASE", "/srv/jailer"))
         self.jailer_uid = int(os.environ.get("TTSTACK_JAILER_UID", "65534"))
         self.jailer_gid = int(os.environ.get("TTSTACK_JAILER_GID", "65534"))
+
+    def can_boot(self, image: Image) -> bool:
+        return super().can_boot(image) and image.kernel is not None  # it boots a kernel, never a disk's loader
 
     # ---- probing -----------------------------------------------------------------------------------------
     def probe(self) -> tuple[bool, str]:
@@ -196,40 +141,26 @@ class FirecrackerEngine(HostToolEngine):
         self._setup_network(meta)
         self._launch(meta)
 
-    def start(self, spec: GuestSpec) -> None:
-        meta = self._meta_to_start(spec)
-        if meta is None:
-            return
-        if not _link_exists(meta["tap"]):
+    def _restore_network(self, meta: dict) -> None:
+        if not firecracker_net.link_exists(meta["tap"]):
             meta["rules"] = []
             self._setup_network(meta)
-        self._launch(meta)
 
-    def stop(self, spec: GuestSpec, timeout: float = 30) -> None:
-        meta = self._meta(spec.name)
-        if meta is None:
-            return
-        pid = meta.get("pid")
-        if probes.pid_alive(pid):
-            try:
-                FirecrackerAPI(meta["socket"]).put("/actions", {"action_type": "SendCtrlAltDel"})
-                graceful = probes.wait_pid_exit(pid, timeout)
-            except EngineError:
-                graceful = False
-            if not graceful:
-                probes.kill_pid(pid, signal.SIGKILL)
-        self._after_exit(meta)
+    # ---- stop and destroy (ProcessEngine) ----------------------------------------------------------------
+    def _shut_down(self, meta: dict, timeout: float) -> bool:
+        try:
+            FirecrackerAPI(meta["socket"]).put("/actions", {"action_type": "SendCtrlAltDel"})
+        except EngineError:
+            return False
+        return procutil.wait_pid_exit(meta["pid"], timeout)
 
-    def destroy(self, spec: GuestSpec) -> None:
-        meta = self._meta(spec.name)
-        if meta is None:
-            return
-        probes.kill_pid(meta.get("pid"), signal.SIGKILL)
-        self._after_exit(meta)
-        self._teardown_network(meta)
+    def _force_off(self, meta: dict) -> None:
+        procutil.kill_pid(meta["pid"], signal.SIGKILL)
+
+    def _remove_files(self, meta: dict) -> None:
         if meta.get("chroot"):
             shutil.rmtree(Path(meta["chroot"]).parent, ignore_errors=True)
-        shutil.rmtree(self._dir(spec.name), ignore_errors=True)
+        super()._remove_files(meta)
 
     # ---- internals ---------------------------------------------------------------------------------------
     def _state_of(self, meta: dict) -> str:
@@ -270,13 +201,13 @@ class FirecrackerEngine(HostToolEngine):
             argv = [firecracker, "--api-sock", sock, "--id", meta["fc_id"]]
         Path(sock).unlink(missing_ok=True)  # firecracker refuses to bind over a stale socket
         meta["socket"] = sock
-        meta["pid"] = probes.spawn_detached(argv, workdir / "console.log")
+        meta["pid"] = procutil.spawn_detached(argv, workdir / "console.log")
         self._save(meta)
         try:
             self._wait_socket(meta)
             self._configure(meta, kernel, initrd, disk, seed)
         except EngineError:
-            probes.kill_pid(meta["pid"], signal.SIGKILL)
+            procutil.kill_pid(meta["pid"], signal.SIGKILL)
             self._after_exit(meta)
             raise
 
@@ -299,20 +230,22 @@ class FirecrackerEngine(HostToolEngine):
         return f"/{name}"
 
     def _wait_socket(self, meta: dict) -> None:
-        deadline = time.monotonic() + SOCKET_WAIT
         api = FirecrackerAPI(meta["socket"])
-        while time.monotonic() < deadline:
-            if not probes.pid_alive(meta["pid"]):
+
+        def answers() -> bool:
+            if not procutil.pid_alive(meta["pid"]):
                 tail = log_tail(self._dir(meta["name"]) / "console.log")
                 raise EngineError(f"firecracker exited before opening its API socket: {tail}")
-            if os.path.exists(meta["socket"]):
-                try:
-                    api.describe()
-                    return
-                except EngineError:
-                    pass
-            time.sleep(0.05)
-        raise EngineError(f"firecracker API socket {meta['socket']} did not answer within {SOCKET_WAIT:g} s")
+            if not os.path.exists(meta["socket"]):
+                return False
+            try:
+                api.describe()
+            except EngineError:
+                return False
+            return True
+
+        if not procutil.wait_until(answers, SOCKET_WAIT, interval=0.05):
+            raise EngineError(f"firecracker API socket {meta['socket']} did not answer within {SOCKET_WAIT:g} s")
 
     def _configure(self, meta: dict, kernel: str, initrd: str | None, disk: str, seed: str | None) -> None:
         api = FirecrackerAPI(meta["socket"])
@@ -336,73 +269,9 @@ class FirecrackerEngine(HostToolEngine):
         if state != "Running":
             raise EngineError(f"firecracker accepted InstanceStart but reports state {state!r}")
 
-    # ---- networking: tap + iptables ----------------------------------------------------------------------
-    def _ip(self, *args: str, check: bool = True):
-        return probes.run_tool([self._tool("TTSTACK_IP_BIN", "ip"), *args], error=EngineError, check=check)
-
-    def _iptables(self, rule: list[str], action: str = "-A", check: bool = True):
-        iptables = self._tool("TTSTACK_IPTABLES_BIN", "iptables")
-        table, chain, *match = rule
-        return probes.run_tool([iptables, "-w", "-t", table, action, chain, *match], error=EngineError,
-                               check=check)
-
-    def _rules(self, meta: dict) -> list[list[str]]:
-        tap, guest = meta["tap"], meta["guest_ip"]
-        comment = ["-m", "comment", "--comment", f"ttstack:{meta['name']}"]
-        rules = [["nat", "POSTROUTING", "-s", f"{guest}/32", "!", "-o", tap, "-j", "MASQUERADE", *comment],
-                 # published ports reached from 127.0.0.1 arrive with a loopback source: rewrite it
-                 ["nat", "POSTROUTING", "-o", tap, "-s", "127.0.0.0/8", "-j", "MASQUERADE", *comment],
-                 ["filter", "FORWARD", "-o", tap, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT",
-                  "-j", "ACCEPT", *comment]]
-        if meta["deny_outgoing"]:
-            rules += [["filter", "FORWARD", "-i", tap, "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP",
-                       *comment],
-                      ["filter", "INPUT", "-i", tap, "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP",
-                       *comment]]
-        rules.append(["filter", "FORWARD", "-i", tap, "-j", "ACCEPT", *comment])
-        for guest_port, host_port in sorted(meta["port_map"].items(), key=lambda kv: int(kv[0])):
-            dnat = ["-d", meta["publish_addr"], "-p", "tcp", "--dport", str(host_port), "-j", "DNAT",
-                    "--to-destination", f"{guest}:{guest_port}", *comment]
-            rules += [["nat", "PREROUTING", *dnat], ["nat", "OUTPUT", *dnat]]
-        return rules
-
     def _setup_network(self, meta: dict) -> None:
-        tap = meta["tap"]
-        add = ["tuntap", "add", "dev", tap, "mode", "tap"]
-        if meta["jailer"]:
-            add += ["user", str(self.jailer_uid), "group", str(self.jailer_gid)]
-        if not _link_exists(tap):
-            self._ip(*add)
-        self._ip("addr", "replace", f"{meta['host_ip']}/30", "dev", tap)
-        self._ip("link", "set", "dev", tap, "up")
-        localnet = Path(f"/proc/sys/net/ipv4/conf/{tap}/route_localnet")
-        if meta["publish_addr"].startswith("127.") and localnet.exists():
-            localnet.write_text("1\n")  # DNAT from 127.0.0.1 to the guest needs route_localnet
-        rules = self._rules(meta)
-        # Filter rules are inserted at the top (Docker leaves the FORWARD policy at DROP), last one first so
-        # they end up in the order written; NAT rules are appended.
-        ordered = [("-I", r) for r in reversed(rules) if r[0] == "filter"] + [
-            ("-A", r) for r in rules if r[0] == "nat"]
-        for action, rule in ordered:
-            if rule in meta["rules"]:
-                continue
-            self._iptables(rule, action)
-            meta["rules"].append(rule)
-            self._save(meta)
+        owner = (self.jailer_uid, self.jailer_gid) if meta["jailer"] else None
+        firecracker_net.setup(meta, save=self._save, tap_owner=owner)
 
     def _teardown_network(self, meta: dict) -> None:
-        for rule in reversed(meta.get("rules", [])):
-            self._iptables(rule, "-D", check=False)  # already gone is fine
-        meta["rules"] = []
-        if _link_exists(meta["tap"]):
-            self._ip("link", "del", "dev", meta["tap"], check=False)
-
-
-def _link_exists(name: str) -> bool:
-    if os.path.exists(f"/sys/class/net/{name}"):
-        return True
-    ip = probes.resolve_binary("TTSTACK_IP_BIN", "ip")
-    if not ip:
-        return False
-    done = probes.run_tool([ip, "link", "show", "dev", name], error=EngineError, check=False)
-    return done.returncode == 0
+        firecracker_net.teardown(meta)

@@ -8,9 +8,14 @@ given an address from those files; whether it runs is the subclass's `_alive(met
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import shutil
 import time
+from abc import abstractmethod
 from pathlib import Path
 
+from agent import procutil
 from agent.engines import probes
 from agent.engines.base import MISSING, RUNNING, STOPPED, Engine, EngineError, EngineUnavailable, GuestSpec
 
@@ -49,10 +54,10 @@ class HostToolEngine(Engine):
         return self.run_dir / name
 
     def _meta(self, name: str) -> dict | None:
-        return probes.read_json(self._dir(name) / "meta.json")
+        return read_json(self._dir(name) / "meta.json")
 
     def _save(self, meta: dict) -> None:
-        probes.write_json(self._dir(meta["name"]) / "meta.json", meta)
+        write_json(self._dir(meta["name"]) / "meta.json", meta)
 
     def _new_meta(self, spec: GuestSpec, **fields) -> dict:
         """A new guest's metadata: what every engine records about it, then the engine's own `fields`."""
@@ -67,7 +72,7 @@ class HostToolEngine(Engine):
             return []
         found = []
         for entry in sorted(self.run_dir.iterdir()):
-            meta = probes.read_json(entry / "meta.json")
+            meta = read_json(entry / "meta.json")
             if meta:
                 found.append((entry.name, meta))
         return found
@@ -85,7 +90,7 @@ class HostToolEngine(Engine):
 
     # ---- states ------------------------------------------------------------------------------------------
     def _alive(self, meta: dict) -> bool:
-        return probes.pid_alive(meta.get("pid"))
+        return procutil.pid_alive(meta.get("pid"))
 
     def _present(self, meta: dict) -> bool:
         """Whether the guest recorded by `meta` can be started (its files are there)."""
@@ -117,6 +122,89 @@ class HostToolEngine(Engine):
     def ip(self, spec: GuestSpec) -> str | None:
         meta = self._meta(spec.name)
         return meta.get(self.ip_key) if meta else None
+
+
+class ProcessEngine(HostToolEngine):
+    """A guest is one detached process (meta["pid"]): stop asks it to shut down and forces it off after the
+    timeout; destroy forces it off and removes its network and files. Subclasses say how."""
+
+    @abstractmethod
+    def _shut_down(self, meta: dict, timeout: float) -> bool:
+        """Ask the guest to power off; True once its process exited within `timeout`."""
+
+    @abstractmethod
+    def _force_off(self, meta: dict) -> None:
+        """End the guest's process now."""
+
+    @abstractmethod
+    def _after_exit(self, meta: dict) -> None:
+        """Release what the exited process leaves behind (and record pid None)."""
+
+    @abstractmethod
+    def _teardown_network(self, meta: dict) -> None:
+        """Remove the guest's tap and firewall rules."""
+
+    @abstractmethod
+    def _restore_network(self, meta: dict) -> None:
+        """Make the guest's network again if it is gone (a host reboot removes taps and rules)."""
+
+    @abstractmethod
+    def _launch(self, meta: dict) -> None:
+        """Start the guest's process from its metadata."""
+
+    def _remove_files(self, meta: dict) -> None:
+        shutil.rmtree(self._dir(meta["name"]), ignore_errors=True)
+
+    def start(self, spec: GuestSpec) -> None:
+        meta = self._meta_to_start(spec)
+        if meta is None:
+            return
+        self._restore_network(meta)
+        self._launch(meta)
+
+    def stop(self, spec: GuestSpec, timeout: float = 30) -> None:
+        meta = self._meta(spec.name)
+        if meta is None:
+            return
+        if procutil.pid_alive(meta.get("pid")) and not self._shut_down(meta, timeout):
+            self._force_off(meta)
+        self._after_exit(meta)
+
+    def destroy(self, spec: GuestSpec) -> None:
+        meta = self._meta(spec.name)
+        if meta is None:
+            return
+        if procutil.pid_alive(meta.get("pid")):
+            self._force_off(meta)
+        self._after_exit(meta)
+        self._teardown_network(meta)
+        self._remove_files(meta)
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object in `path`; None when the file is missing or not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Written atomically (a temporary file renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def default_run_dir(env_var: str, subdir: str) -> Path:
+    """The engine's run dir: `env_var` if set, else DATA_DIR/subdir."""
+    configured = os.environ.get(env_var, "").strip()
+    if configured:
+        return Path(configured)
+    from agent import conf
+
+    return conf.data_dir() / subdir
 
 
 def short_hash(text: str, n: int = 10) -> str:

@@ -1,4 +1,4 @@
-"""FreeBSD jails with jail(8), jls(8) and jexec(8).
+"""FreeBSD jails with jail(8) and jls(8).
 
 Images are root trees under TTSTACK_JAIL_TEMPLATE_DIR (default /usr/local/ttstack/jail-templates), one directory
 per image (e.g. an extracted base.txz with sshd), listed by `images()`. A jail's root is a copy of its template
@@ -11,11 +11,11 @@ The jail runs with the documented command-line form, the same parameters for cre
           exec.stop="/bin/sh /etc/rc.shutdown jail" stop.timeout=30 persist
   jail -r name=NAME ... (same parameters: jail(8) runs exec.stop, kills what is left after stop.timeout,
           unmounts devfs and removes the lo1 alias)
-State: `jls -j NAME jid` (running) / the root directory (stopped). `run_in()` runs a command with jexec.
+State: `jls -j NAME jid` (running) / the root directory (stopped).
 Addresses come from TTSTACK_JAIL_SUBNET (10.78.0.0/24) on TTSTACK_JAIL_IF (lo1, created when missing); ports
-are pf rdr rules in the anchor ttstack/NAME, and deny_outgoing blocks what the jail starts (see probes.pf_rules).
+are pf rdr rules in the anchor ttstack/NAME, and deny_outgoing blocks what the jail starts (see freebsd_net.pf_rules).
 
-Environment: TTSTACK_JAIL_BIN, TTSTACK_JLS_BIN, TTSTACK_JEXEC_BIN, TTSTACK_IFCONFIG_BIN, TTSTACK_PFCTL_BIN,
+Environment: TTSTACK_JAIL_BIN, TTSTACK_JLS_BIN, TTSTACK_IFCONFIG_BIN, TTSTACK_PFCTL_BIN,
 TTSTACK_JAIL_TEMPLATE_DIR, TTSTACK_JAIL_ROOT_DIR, TTSTACK_JAIL_RUN_DIR (DATA_DIR/jail), TTSTACK_JAIL_IF,
 TTSTACK_JAIL_SUBNET, TTSTACK_PF_ANCHOR, TTSTACK_PF_EXT_IF. See docs/engines.md.
 """
@@ -26,15 +26,15 @@ import ipaddress
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
-from agent.engines import probes
+from agent import procutil
+from agent.engines import freebsd_net
 from agent.engines.base import EngineError, GuestSpec, Image
-from agent.engines.hosttool import HostToolEngine, short_hash
+from agent.engines.hosttool import HostToolEngine, default_run_dir, short_hash
 
-TOOLS = (("TTSTACK_JAIL_BIN", "jail"), ("TTSTACK_JLS_BIN", "jls"), ("TTSTACK_JEXEC_BIN", "jexec"),
-         ("TTSTACK_IFCONFIG_BIN", "ifconfig"), ("TTSTACK_PFCTL_BIN", "pfctl"))
+TOOLS = (("TTSTACK_JAIL_BIN", "jail"), ("TTSTACK_JLS_BIN", "jls"), ("TTSTACK_IFCONFIG_BIN", "ifconfig"),
+         ("TTSTACK_PFCTL_BIN", "pfctl"))
 
 
 def _jail_name(name: str) -> str:
@@ -46,15 +46,14 @@ def _jail_name(name: str) -> str:
 
 class JailEngine(HostToolEngine):
     name = "jail"
-    is_vm = False  # no disk image or cloud-init seed: the keys go straight into the jail's root
-    publishes_ssh = True  # but sshd runs in the jail, so port 22 is published like for VMs
+    image_kind = "jail"  # a root tree, no disk or cloud-init seed: the keys go straight into the jail's root
     ip_key = "ip"
 
     def __init__(self, run_dir: str | Path | None = None, *, assume_freebsd: bool = False,
                  host_id: str | None = None, template_dir: str | Path | None = None,
                  root_dir: str | Path | None = None):
         """`assume_freebsd=True` skips only the OS check (tests driving the doubles on Linux); the probe says so."""
-        self.run_dir = Path(run_dir) if run_dir else probes.default_run_dir("TTSTACK_JAIL_RUN_DIR", "jail")
+        self.run_dir = Path(run_dir) if run_dir else default_run_dir("TTSTACK_JAIL_RUN_DIR", "jail")
         self.assume_freebsd = assume_freebsd
         self.host_id = host_id
         self.template_dir = Path(template_dir or os.environ.get("TTSTACK_JAIL_TEMPLATE_DIR",
@@ -78,7 +77,7 @@ class JailEngine(HostToolEngine):
         found = []
         for entry in sorted(self.template_dir.iterdir()):
             if entry.is_dir() and not entry.name.startswith(".") and (entry / "etc").is_dir():
-                found.append(Image(name=entry.name, engine_kind="jail", disk=entry, disk_format="dir"))
+                found.append(Image(name=entry.name, engine_kind=self.image_kind, disk=entry, disk_format="dir"))
         return found
 
     def create(self, spec: GuestSpec) -> None:
@@ -123,7 +122,7 @@ class JailEngine(HostToolEngine):
             return
         if self._alive(meta):
             self._jail("-r", meta, stop_timeout=5)
-        probes.pf_flush(meta["name"], EngineError)
+        freebsd_net.pf_flush(meta["name"])
         root = Path(meta["root"])
         if root.exists() and not os.path.ismount(root / "dev"):  # never recurse into a mounted devfs
             shutil.rmtree(root, ignore_errors=True)
@@ -131,21 +130,13 @@ class JailEngine(HostToolEngine):
             raise EngineError(f"{root}/dev is still mounted; not removing the jail's root")
         shutil.rmtree(self._dir(spec.name), ignore_errors=True)
 
-    def run_in(self, spec: GuestSpec, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
-        """Run a command inside the running jail (jexec)."""
-        meta = self._meta(spec.name)
-        if meta is None:
-            raise EngineError(f"jail {spec.name} does not exist")
-        return probes.run_tool([self._tool("TTSTACK_JEXEC_BIN", "jexec"), meta["jail"], *argv],
-                               error=EngineError, timeout=timeout)
-
     # ---- internals ---------------------------------------------------------------------------------------
     def _present(self, meta: dict) -> bool:
         return Path(meta["root"]).is_dir()
 
     def _alive(self, meta: dict) -> bool:
         """The jail runs (jls knows it)."""
-        done = probes.run_tool([self._tool("TTSTACK_JLS_BIN", "jls"), "-j", meta["jail"], "jid"],
+        done = procutil.run_tool([self._tool("TTSTACK_JLS_BIN", "jls"), "-j", meta["jail"], "jid"],
                                error=EngineError, check=False)
         return done.returncode == 0
 
@@ -157,7 +148,7 @@ class JailEngine(HostToolEngine):
 
     def _jail(self, action: str, meta: dict, extra: list[str] | None = None, stop_timeout: float = 30) -> None:
         argv = [self._tool("TTSTACK_JAIL_BIN", "jail"), action, *self.params(meta, stop_timeout), *(extra or [])]
-        probes.run_tool(argv, error=EngineError, timeout=stop_timeout + 60)
+        procutil.run_tool(argv, error=EngineError, timeout=stop_timeout + 60)
 
     def _install_keys(self, root: Path, keys: list[str], hostname: str) -> None:
         ssh_dir = root / "root" / ".ssh"
@@ -172,8 +163,8 @@ class JailEngine(HostToolEngine):
         (rc_dir / "hostname").write_text(f'hostname="{hostname}"\n')
 
     def _setup_network(self, meta: dict) -> None:
-        if probes.ifconfig(self.interface, error=EngineError, check=False).returncode != 0:
-            probes.ifconfig(self.interface, "create", error=EngineError)
-            probes.ifconfig(self.interface, "up", error=EngineError)
-        rules = probes.pf_rules(meta["ip"], meta["port_map"], meta["publish_addr"], meta["deny_outgoing"], None)
-        probes.pf_load(meta["name"], rules, self._dir(meta["name"]) / "pf.rules", EngineError)
+        if freebsd_net.ifconfig(self.interface, check=False).returncode != 0:
+            freebsd_net.ifconfig(self.interface, "create")
+            freebsd_net.ifconfig(self.interface, "up")
+        rules = freebsd_net.pf_rules(meta["ip"], meta["port_map"], meta["publish_addr"], meta["deny_outgoing"], None)
+        freebsd_net.pf_load(meta["name"], rules, self._dir(meta["name"]) / "pf.rules")

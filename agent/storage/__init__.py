@@ -2,7 +2,7 @@
 chosen storage's probe fails (no zfs binary/module/dataset), with the probe's reason.
 
 To add a storage: a module `agent.storage.<name>` with a `Storage` subclass whose `name` is the canonical
-name, plus an entry in IMPLEMENTED.
+name, an entry in IMPLEMENTED and its names in `ttproject.vocabulary.STORAGE_ALIASES`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import inspect
 import threading
 
 from agent import conf
-from agent.storage.base import ALIASES, Storage, StorageError
+from agent.storage.base import Storage, StorageError
+from ttproject import errors
+from ttproject.vocabulary import STORAGE_ALIASES
 
 # canonical name -> module that implements it
 IMPLEMENTED = {"file": "agent.storage.file", "zvol": "agent.storage.zvol"}
@@ -23,21 +25,18 @@ _instance: Storage | None = None
 
 def canonical(name: str) -> str:
     try:
-        return ALIASES[name.strip().lower()]
+        return STORAGE_ALIASES[name.strip().lower()]
     except KeyError:
-        raise StorageError(f"unknown storage {name!r}; expected one of {', '.join(sorted(ALIASES))}") from None
+        raise errors.Invalid(f"unknown storage {name!r}; use file (alias raw) or zvol (alias zfs)") from None
 
 
 def load(name: str) -> Storage:
     name = canonical(name)
-    module_name = IMPLEMENTED.get(name)
-    if module_name is None:
-        raise StorageError(f"storage {name!r} is not implemented in this agent yet; use --storage file")
-    module = importlib.import_module(module_name)
+    module = importlib.import_module(IMPLEMENTED[name])
     for obj in vars(module).values():
         if inspect.isclass(obj) and issubclass(obj, Storage) and not inspect.isabstract(obj) and obj.name == name:
             return obj()
-    raise StorageError(f"{module_name} defines no Storage named {name!r}")
+    raise StorageError(f"{IMPLEMENTED[name]} defines no Storage named {name!r}")
 
 
 def get() -> Storage:
@@ -47,3 +46,16 @@ def get() -> Storage:
         if _instance is None or _instance.name != canonical(conf.storage_name()):
             _instance = load(conf.storage_name())
         return _instance
+
+
+def check_works() -> Storage:
+    """The configured storage if its probe passes; a domain error saying why not otherwise."""
+    name = canonical(conf.storage_name())
+    try:
+        storage = get()
+    except StorageError as exc:
+        raise errors.Refused(f"--storage {name} is not available: {exc}") from exc
+    ok, why = storage.probe()
+    if not ok:
+        raise errors.Refused(f"storage {name} does not work here: {why}")
+    return storage

@@ -6,12 +6,12 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from agent.engines.base import Image
+from agent.image_names import check_name
+from ttproject import errors
 
-ALIASES = {"file": "file", "raw": "file", "zvol": "zvol", "zfs": "zvol"}
 
-
-class StorageError(Exception):
-    pass
+class StorageError(errors.UpstreamFailed):
+    """The storage could not make, remove or list a disk."""
 
 
 class Storage(ABC):
@@ -31,3 +31,12 @@ class Storage(ABC):
     @abstractmethod
     def images(self) -> list[Image]:
         """Base images this storage can clone from."""
+
+    @abstractmethod
+    def location(self) -> str:
+        """Where its images are, in words for a message ("/var/lib/ttstack/images")."""
+
+    def find_image(self, name: str) -> Image | None:
+        """One base image by name (checked first: ImageNameError), None when there is none."""
+        check_name(name)
+        return next((image for image in self.images() if image.name == name), None)

@@ -12,8 +12,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from agent import conf, images
+from agent import conf
 from agent.engines.base import Image
+from agent.storage import image_dir
 from agent.storage.base import Storage, StorageError
 
 DISK_NAME = "disk.qcow2"
@@ -24,15 +25,17 @@ class FileStorage(Storage):
     name = "file"
 
     def __init__(self, image_dir: Path | None = None):
-        self.image_dir = image_dir
+        """image_dir: the base images (default: the setting TTSTACK_IMAGE_DIR, read at each use)."""
+        self._image_dir = image_dir
+
+    @property
+    def image_dir(self) -> Path:
+        return self._image_dir or conf.image_dir()
 
     def probe(self) -> tuple[bool, str]:
         if not shutil.which("qemu-img"):
             return False, "qemu-img is not installed (Debian: qemu-utils)"
         return True, ""
-
-    def root(self) -> Path:
-        return conf.vms_dir()
 
     def _virtual_size(self, image: Image) -> int:
         result = subprocess.run(
@@ -63,4 +66,10 @@ class FileStorage(Storage):
         (workdir / DISK_NAME).unlink(missing_ok=True)
 
     def images(self) -> list[Image]:
-        return images.disk_images(self.image_dir)
+        return image_dir.disk_images(self.image_dir)
+
+    def find_image(self, name: str) -> Image | None:
+        return image_dir.find_disk_image(name, self.image_dir)
+
+    def location(self) -> str:
+        return str(self.image_dir)

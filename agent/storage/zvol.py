@@ -20,8 +20,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from agent import procutil
 from agent.engines import probes
-from agent.engines.base import Image
+from agent.engines.base import DISK_IMAGE, Image
 from agent.storage.base import Storage, StorageError
 
 SNAPSHOT = "ttstack-base"
@@ -50,7 +51,7 @@ class ZvolStorage(Storage):
     # ---- helpers ---------------------------------------------------------------------------------------------
     def _zfs(self, *args: str, check: bool = True):
         zfs = probes.resolve_binary("TTSTACK_ZFS_BIN", "zfs") or "zfs"
-        return probes.run_tool([zfs, *args], error=StorageError, check=check, timeout=120)
+        return procutil.run_tool([zfs, *args], error=StorageError, check=check, timeout=120)
 
     def _exists(self, name: str, kind: str = "volume") -> bool:
         done = self._zfs("list", "-H", "-o", "name", "-t", kind, name, check=False)
@@ -91,11 +92,11 @@ class ZvolStorage(Storage):
         if not self._exists(snapshot, "snapshot"):
             done = self._zfs("snapshot", snapshot, check=False)
             if done.returncode != 0 and "dataset already exists" not in done.stderr:  # a concurrent create won
-                raise StorageError(probes.tool_failure(["zfs", "snapshot", snapshot], done))
+                raise StorageError(procutil.tool_failure(["zfs", "snapshot", snapshot], done))
         if not self._exists(f"{self.dataset}/vms", "filesystem"):
             done = self._zfs("create", "-p", f"{self.dataset}/vms", check=False)
             if done.returncode != 0 and "dataset already exists" not in done.stderr:
-                raise StorageError(probes.tool_failure(["zfs", "create", f"{self.dataset}/vms"], done))
+                raise StorageError(procutil.tool_failure(["zfs", "create", f"{self.dataset}/vms"], done))
         if self._exists(clone):
             origin = self._zfs("get", "-H", "-o", "value", "origin", clone).stdout.strip()
             if origin != snapshot:
@@ -116,7 +117,10 @@ class ZvolStorage(Storage):
         clone = self._vm_ds(vm_id)
         done = self._zfs("destroy", clone, check=False)
         if done.returncode != 0 and "dataset does not exist" not in done.stderr:
-            raise StorageError(probes.tool_failure(["zfs", "destroy", clone], done))
+            raise StorageError(procutil.tool_failure(["zfs", "destroy", clone], done))
+
+    def location(self) -> str:
+        return f"the zvol storage ({self.dataset}/images)"
 
     def images(self) -> list[Image]:
         parent = f"{self.dataset}/images"
@@ -126,7 +130,7 @@ class ZvolStorage(Storage):
         if done.returncode != 0:
             if "dataset does not exist" in done.stderr:
                 return []
-            raise StorageError(probes.tool_failure(["zfs", "list", parent], done))
+            raise StorageError(procutil.tool_failure(["zfs", "list", parent], done))
         found = []
         for line in done.stdout.splitlines():
             fields = line.split("\t")
@@ -137,7 +141,7 @@ class ZvolStorage(Storage):
             if "/" in short or not short:
                 continue
             found.append(Image(
-                name=short, engine_kind="vm", disk=self.device(name), disk_format="raw",
+                name=short, engine_kind=DISK_IMAGE, disk=self.device(name), disk_format="raw",
                 kernel=Path(kernel) if kernel != "-" else None, initrd=Path(initrd) if initrd != "-" else None,
                 cmdline=cmdline if cmdline != "-" else "", size=int(referenced) if referenced.isdigit() else 0,
                 extra={"dataset": name}))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import conf, ports, services
+from agent import conf, ports, reconcile, resources
 from agent import engines as registry
 from agent.engines.base import EngineError, Image
 from agent.models import PortAllocation, Vm
@@ -61,6 +61,18 @@ def nothing_left(vm_id: str | None = None):
     ({"image": "x", "id": "a/b"}, "id"),
     ({"image": "x", "id": "x" * 129}, "id"),
     ({"image": "x", "hostname": "bad host"}, "hostname"),
+    ({"image": "x", "id": "tnl\n"}, "id"),
+    ({"image": "x", "id": " tnl"}, "id"),
+    ({"image": "x", "hostname": "web\n"}, "hostname"),
+    ({"image": "x", "hostname": "-web"}, "hostname"),
+    ({"image": "x", "hostname": "web-"}, "hostname"),
+    ({"image": "x", "hostname": "web.example.com"}, "hostname"),
+    ({"image": "x", "hostname": "h" * 64}, "hostname"),
+    ({"image": "x", "mem": 1}, "at least 16 MiB"),
+    ({"image": "x", "mem": 32}, "at least 64 MiB for the qemu engine"),
+    ({"image": "x", "engine": "docker", "mem": 15}, "mem"),
+    ({"image": "x", "disk": 2**31}, "disk"),
+    ({"image": "x\n"}, "image"),
 ])
 def test_bad_input_is_400(client, body, field):
     reply = post(client, body)
@@ -157,7 +169,8 @@ def test_file_storage_overlay_never_copies_the_base(tmp_path):
 
 
 def test_images_listing_and_names(agent_env):
-    from agent import images
+    from agent import image_names
+    from agent.storage import image_dir
 
     directory = agent_env / "images"
     make_base(directory, "plain")
@@ -169,15 +182,17 @@ def test_images_listing_and_names(agent_env):
     (directory / "escape").mkdir()
     (directory / "escape" / "image.json").write_text(json.dumps({"disk": "../plain.qcow2"}))
     (directory / ".hidden.qcow2").write_bytes(b"")
-    found = {i.name: i for i in images.disk_images(directory)}
+    found = {i.name: i for i in image_dir.disk_images(directory)}
     assert set(found) == {"plain", "kernel-img"}
     assert found["kernel-img"].kernel == (directory / "kernel-img" / "vmlinuz").resolve()
-    assert images.find_disk_image("escape", directory) is None
-    for bad in ("../plain", "a/b", ".hidden", ""):
-        with pytest.raises(images.ImageNameError):
-            images.check_name(bad)
-    assert images.check_name("ttstack/tiny:latest", docker=True)
-    assert images.docker_ref("ttstack/tiny") == "ttstack/tiny:latest"
+    assert image_dir.find_disk_image("escape", directory) is None
+    for bad in ("../plain", "a/b", ".hidden", "", "plain\n"):
+        with pytest.raises(image_names.ImageNameError):
+            image_dir.find_disk_image(bad, directory)
+    assert image_names.check_docker_ref("ttstack/tiny:latest")
+    with pytest.raises(image_names.ImageNameError):
+        image_names.check_docker_ref("ttstack/tiny:latest\n")
+    assert image_names.docker_ref("ttstack/tiny") == "ttstack/tiny:latest"
 
 
 def test_ports_probe_unique_and_release(monkeypatch):
@@ -237,7 +252,7 @@ def test_generated_id_and_reservations(client, docker_tiny):
     assert reply.status_code == 201, reply.content
     vm = reply.json()
     assert vm["id"].startswith("vm-") and vm["hostname"] == vm["id"] and vm["ports"] == []
-    res = services.resources()
+    res = resources.resources()
     assert (res["cpu_used"], res["mem_used"], res["disk_used"]) == (1, 32, 10)
     assert client.delete(f"/api/vms/{vm['id']}").status_code == 204
     nothing_left()
@@ -314,8 +329,30 @@ def test_reconcile_releases_ports_of_an_interrupted_create_even_when_cleanup_fai
         raise EngineError("injected destroy failure")
 
     monkeypatch.setattr(type(engine), "destroy", failing_destroy)
-    summary = services.reconcile()
+    summary = reconcile.reconcile()
     assert summary["interrupted"] == 1
     vm.refresh_from_db()
     assert vm.state == "failed" and vm.port_map == {}
     assert PortAllocation.objects.filter(vm_id="interrupted").count() == 0
+
+
+def test_the_engine_says_which_disk_images_it_boots(agent_env, tmp_path):
+    """firecracker boots a kernel: a disk image without one is a 400 before anything is made."""
+    from agent.engines.firecracker import FirecrackerEngine
+    from agent.image_lookup import resolve_image
+    from agent.image_names import ImageError
+
+    directory = agent_env / "images"
+    make_base(directory, "plain")
+    (directory / "kernel-img").mkdir()
+    make_base(directory / "kernel-img", "disk")
+    (directory / "kernel-img" / "vmlinux").write_bytes(b"k")
+    (directory / "kernel-img" / "image.json").write_text(json.dumps({"disk": "disk.qcow2", "kernel": "vmlinux"}))
+    firecracker = FirecrackerEngine(run_dir=tmp_path / "fc", assume_kvm=True)
+    assert resolve_image("kernel-img", firecracker).kernel == (directory / "kernel-img" / "vmlinux").resolve()
+    with pytest.raises(ImageError, match="cannot boot image 'plain'"):
+        resolve_image("plain", firecracker)
+    with pytest.raises(ImageError, match="unknown image 'nope': no such disk image in"):
+        resolve_image("nope", firecracker)
+    with pytest.raises(ImageError, match="may not contain '/'"):
+        resolve_image("a/b", firecracker)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.engines import probes
+from agent import procutil
 from agent.engines.base import MISSING, RUNNING, STOPPED, EngineError, EngineUnavailable
 from agent.engines.bhyve import BhyveEngine
+from agent.engines.hosttool import read_json
 from tests.agent.test_engines_common import doubles, make_spec  # noqa: F401
 
 pytestmark = pytest.mark.timeout(120)
@@ -26,11 +27,11 @@ def engine(doubles):  # noqa: F811
 
 
 def vmm(state: Path, name: str) -> dict | None:
-    return probes.read_json(state / "state" / "vmm" / f"{name}.json")
+    return read_json(state / "state" / "vmm" / f"{name}.json")
 
 
 def iface(state: Path, name: str) -> dict | None:
-    return probes.read_json(state / "state" / "ifconfig" / f"{name}.json")
+    return read_json(state / "state" / "ifconfig" / f"{name}.json")
 
 
 def anchor(state: Path, name: str) -> list[str]:
@@ -127,7 +128,7 @@ def test_stop_forces_power_off_when_acpi_is_ignored(engine, doubles, monkeypatch
     engine.create(spec)
     pid = meta(doubles, spec)["pid"]
     engine.stop(spec, timeout=1)
-    assert not probes.pid_alive(pid) and engine.state(spec) == STOPPED
+    assert not procutil.pid_alive(pid) and engine.state(spec) == STOPPED
 
 
 def test_destroy_removes_everything(engine, doubles):  # noqa: F811

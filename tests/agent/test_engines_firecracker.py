@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from agent import procutil
 from agent.engines import probes
 from agent.engines.base import MISSING, RUNNING, STOPPED, EngineError, EngineUnavailable
 from agent.engines.firecracker import FirecrackerEngine
+from tests.agent.netns import namespaces  # noqa: F401
 from tests.agent.test_engines_common import doubles, make_spec, read_jsonl  # noqa: F401
+from tests.conftest import require
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,12 +51,20 @@ def test_probe_without_binary_says_so(monkeypatch, tmp_path):
     assert "firecracker binary not found" in why
 
 
-def test_probe_with_double_still_checks_kvm(doubles):  # noqa: F811
-    """A firecracker binary alone is not enough: the KVM functional probe decides (honestly)."""
+def test_probe_with_double_still_checks_kvm(doubles, tmp_path):  # noqa: F811
+    """A firecracker binary alone is not enough: on a host where KVM guests do not run, the engine is not
+    offered and says why; where they do run, it is."""
+    require("libvirt")  # qemu runs the KVM probe's guest
     ok, why = FirecrackerEngine(run_dir=doubles / "run", use_jailer=False).probe()
-    assert (ok, why) == probes.kvm_works()
-    if not ok:
-        assert "kvm" in why.lower()
+    kvm_runs_a_guest, _ = probes.run_boot_sector("kvm") if os.access("/dev/kvm", os.R_OK | os.W_OK) \
+        else (False, "")
+    if kvm_runs_a_guest:
+        assert ok, why
+    else:
+        assert not ok and "kvm" in why.lower(), why
+        with pytest.raises(EngineUnavailable, match="not available on this host.*kvm"):
+            FirecrackerEngine(run_dir=doubles / "run", use_jailer=False).create(make_spec(tmp_path, "vm1"))
+        assert not (doubles / "run" / "tt-vm1").exists()  # refused before anything was made
 
 
 def test_assume_kvm_is_reported_as_assumed(engine):
@@ -105,18 +116,57 @@ def test_initrd_image_boots_disk_as_data_drive(engine, doubles):  # noqa: F811
     assert bodies["/drives/rootfs"]["is_root_device"] is False
 
 
-def test_deny_outgoing_drops_new_connections_from_the_tap(engine, doubles):  # noqa: F811
-    spec = make_spec(doubles, "vm3", deny_outgoing=True)
-    engine.create(spec)
-    tap = json.loads((doubles / "run" / spec.name / "meta.json").read_text())["tap"]
-    forward = iptables(doubles)["filter"]["FORWARD"]
-    drop = ["-i", tap, "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"]
-    accept = ["-i", tap, "-j", "ACCEPT"]
-    def position(rule):
-        return next(i for i, r in enumerate(forward) if r[:len(rule)] == rule)
+# The engine's own network code, run inside the namespace that plays the agent host.
+APPLY_RULES = """
+import json, sys
+from agent.engines import firecracker_net
+metas = json.loads(sys.argv[2])
+for meta in metas:
+    getattr(firecracker_net, sys.argv[1])(meta)
+print(json.dumps(metas))
+"""
 
-    assert position(drop) < position(accept)  # the drop is evaluated first
-    assert any(r[:len(drop)] == drop for r in iptables(doubles)["filter"]["INPUT"])
+
+def test_deny_outgoing_drops_new_connections_from_the_tap(namespaces):  # noqa: F811
+    """The engine's real iptables rules in a network namespace standing for the agent host, with two guests
+    (namespaces behind the engine's tap names): the denied guest cannot open a connection to the outside or
+    to the host while its published port answers; the open guest reaches both (the control)."""
+    host, outside = namespaces("host"), namespaces("out")
+    host.veth("tta-uplink", outside, "eth0")
+    host.address("tta-uplink", "192.0.2.1/24")
+    outside.address("eth0", "192.0.2.2/24")
+    host.run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+    guests, metas = {}, []
+    for index, deny in ((1, False), (2, True)):
+        guest = namespaces(f"g{index}")
+        host_ip, guest_ip = f"172.30.0.{4 * index + 1}", f"172.30.0.{4 * index + 2}"
+        meta = {"name": f"tt-vm{index}", "tap": f"tta-tap{index}", "host_ip": host_ip, "guest_ip": guest_ip,
+                "port_map": {"8080": 20080 + index}, "publish_addr": "192.0.2.1", "deny_outgoing": deny,
+                "jailer": False, "rules": []}
+        host.veth(meta["tap"], guest, "eth0")  # the tap exists already: the engine only addresses it
+        guest.address("eth0", f"{guest_ip}/30", gateway=host_ip)
+        guest.listen("0.0.0.0", 8080, f"guest{index}")
+        guests[deny], metas = (guest, meta), [*metas, meta]
+    outside.listen("192.0.2.2", 9000, "outside")
+    host.listen("0.0.0.0", 9001, "host")
+    metas = json.loads(host.python(APPLY_RULES, "setup", json.dumps(metas)).stdout)
+    assert all(meta["rules"] for meta in metas)
+
+    (open_guest, open_meta), (denied_guest, denied_meta) = guests[False], guests[True]
+    # control: without deny_outgoing the guest reaches the outside (masqueraded) and the host
+    assert open_guest.connect("192.0.2.2", 9000) == "outside 192.0.2.1"
+    assert open_guest.connect(open_meta["host_ip"], 9001) == f"host {open_meta['guest_ip']}"
+    # denied: a new connection from the guest goes nowhere ...
+    assert denied_guest.connect("192.0.2.2", 9000) is None
+    assert denied_guest.connect(denied_meta["host_ip"], 9001) is None
+    # ... while its published port answers from outside (the guest's replies are an established connection)
+    assert outside.connect("192.0.2.1", 20082) == "guest2 192.0.2.2"
+    assert outside.connect("192.0.2.1", 20081) == "guest1 192.0.2.2"
+
+    host.python(APPLY_RULES, "teardown", json.dumps(metas))
+    rules = host.run("iptables", "-S").stdout + host.run("iptables", "-t", "nat", "-S").stdout
+    assert "ttstack:" not in rules
+    assert host.run("ip", "link", "show", "tta-tap2", check=False).returncode != 0
 
 
 def test_stop_sends_ctrl_alt_del_and_start_relaunches(engine, doubles):  # noqa: F811
@@ -141,7 +191,7 @@ def test_stop_kills_a_guest_that_ignores_ctrl_alt_del(engine, doubles, monkeypat
     engine.create(spec)
     pid = json.loads((doubles / "run" / spec.name / "meta.json").read_text())["pid"]
     engine.stop(spec, timeout=1)
-    assert not probes.pid_alive(pid)
+    assert not procutil.pid_alive(pid)
     assert engine.state(spec) == STOPPED
 
 
@@ -151,7 +201,7 @@ def test_destroy_removes_everything_and_is_idempotent(engine, doubles):  # noqa:
     pid = json.loads((doubles / "run" / spec.name / "meta.json").read_text())["pid"]
     engine.destroy(spec)
     assert engine.state(spec) == MISSING
-    assert not probes.pid_alive(pid)
+    assert not procutil.pid_alive(pid)
     assert links(doubles) == []
     assert all(not rules for table in iptables(doubles).values() for rules in table.values())
     assert not (doubles / "run" / spec.name).exists()
@@ -230,10 +280,10 @@ def test_jailer_mode_links_files_into_the_chroot(doubles, monkeypatch):  # noqa:
 
 
 def test_double_api_rules(doubles):  # noqa: F811
-    from agent.engines.firecracker import FirecrackerAPI
+    from agent.engines.firecracker_api import FirecrackerAPI
 
     sock = str(doubles / "fc.sock")
-    pid = probes.spawn_detached([str(Path(shutil.which("firecracker"))), "--api-sock", sock, "--id", "t1"],
+    pid = procutil.spawn_detached([str(Path(shutil.which("firecracker"))), "--api-sock", sock, "--id", "t1"],
                                 doubles / "fc.log")
     try:
         api = FirecrackerAPI(sock)
@@ -259,7 +309,7 @@ def test_double_api_rules(doubles):  # noqa: F811
         status, body = api.request("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 128})
         assert status == 400 and "after starting" in body["fault_message"]
     finally:
-        probes.kill_pid(pid)
+        procutil.kill_pid(pid)
 
 
 # ---- the real thing -------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The jail engine against tests/doubles/{jail,jls,jexec,ifconfig,pfctl}; FreeBSD is `realhw`."""
+"""The jail engine against tests/doubles/{jail,jls,ifconfig,pfctl}; FreeBSD is `realhw`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.engines import probes
 from agent.engines.base import MISSING, RUNNING, STOPPED, EngineError, EngineUnavailable, Image
+from agent.engines.hosttool import read_json
 from agent.engines.jail import JailEngine
 from tests.agent.test_engines_common import doubles, make_spec, read_jsonl  # noqa: F401
 
@@ -44,7 +44,7 @@ def jail_spec(tmp: Path, vm_id: str, **kwargs):
 
 
 def jail_state(state: Path, name: str) -> dict | None:
-    return probes.read_json(state / "state" / "jails" / f"{name}.json")
+    return read_json(state / "state" / "jails" / f"{name}.json")
 
 
 def anchor(state: Path, name: str) -> list[str]:
@@ -86,7 +86,7 @@ def test_create_copies_root_writes_keys_and_starts(engine, doubles):  # noqa: F8
                       "ip4.addr": "lo1|10.78.0.10/32", "mount.devfs": True, "devfs_ruleset": "4",
                       "allow.raw_sockets": "0", "exec.clean": True, "exec.start": "/bin/sh /etc/rc",
                       "exec.stop": "/bin/sh /etc/rc.shutdown jail", "stop.timeout": "30", "persist": True}
-    lo1 = probes.read_json(doubles / "state" / "ifconfig" / "lo1.json")
+    lo1 = read_json(doubles / "state" / "ifconfig" / "lo1.json")
     assert lo1["up"] and lo1["addrs"] == ["10.78.0.10/32"]
     assert anchor(doubles, spec.name) == [
         "rdr pass inet proto tcp from any to 127.0.0.1 port 20322 -> 10.78.0.10 port 22",
@@ -112,22 +112,12 @@ def test_stop_runs_exec_stop_and_start_recreates(engine, doubles):  # noqa: F811
     assert engine.state(spec) == STOPPED
     removed = read_jsonl(doubles / "state" / "jails" / "removed.jsonl")
     assert removed == [{"name": spec.name, "exec.stop": "/bin/sh /etc/rc.shutdown jail", "stop.timeout": "12"}]
-    assert probes.read_json(doubles / "state" / "ifconfig" / "lo1.json")["addrs"] == []
+    assert read_json(doubles / "state" / "ifconfig" / "lo1.json")["addrs"] == []
     assert (doubles / "jails" / spec.name / "root" / ".ssh").is_dir()  # the root stays while stopped
     engine.stop(spec)  # already stopped
     engine.start(spec)
     assert engine.state(spec) == RUNNING
     engine.start(spec)
-
-
-def test_run_in_uses_jexec(engine, doubles):  # noqa: F811
-    spec = jail_spec(doubles, "j1")
-    engine.create(spec)
-    engine.run_in(spec, ["/usr/bin/uptime"])
-    assert jail_state(doubles, spec.name)["exec"][-1] == ["/usr/bin/uptime"]
-    engine.stop(spec)
-    with pytest.raises(EngineError, match='jail "tt-j1" not found'):
-        engine.run_in(spec, ["/usr/bin/uptime"])
 
 
 def test_destroy_removes_root_and_rules(engine, doubles):  # noqa: F811

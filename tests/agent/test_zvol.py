@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from agent.engines.base import Image
-from agent.storage.base import ALIASES, StorageError
+from agent.storage.base import StorageError
 from agent.storage.zvol import ZvolStorage
 from tests.agent.test_engines_common import doubles, read_jsonl  # noqa: F401
 
@@ -44,7 +44,9 @@ def tiny() -> Image:
 
 
 def test_alias():
-    assert ALIASES["zfs"] == "zvol"
+    from agent import storage as storages
+
+    assert storages.canonical("zfs") == "zvol"
 
 
 def test_probe_here_is_honest(monkeypatch, tmp_path):

@@ -1,0 +1,28 @@
+"""GET /api/info: who this agent is, what it offers (engines, storage, images) and what it has left."""
+
+from __future__ import annotations
+
+import socket
+
+from agent import conf
+from agent import engines as registry
+from agent import storage as storages
+from agent.image_lookup import list_images
+from agent.models import Vm
+from agent.resources import resources
+from ttproject.urls.common import VERSION
+
+
+def info() -> dict:
+    available, unavailable = registry.status()
+    return {
+        "host_id": conf.host_id(),
+        "hostname": socket.gethostname(),
+        "version": VERSION,
+        "engines": available,
+        "engines_unavailable": unavailable,
+        "storage": storages.get().name,
+        "resources": resources(),
+        "images": list_images(),
+        "vm_count": Vm.objects.count(),
+    }

@@ -1,0 +1,229 @@
+"""What the agent does with one VM: create, stop, start, delete, and the teardown they share.
+
+Order of a create (TTstack's lesson: a crash leaves something to clean up, never a leak):
+  1. check everything that can be checked without side effects (engine, image, capacity, ports)
+  2. write the Vm record (state creating) and its PortAllocation rows in one transaction
+  3. work dir DATA_DIR/vms/<id>, disk and NoCloud seed (VM engines), engine.create
+  4. success -> running; any failure -> guest, disk, seed and ports removed, record failed + error
+Refused requests raise domain errors (ttproject.errors) and leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+
+from agent import conf, ports
+from agent import engines as registry
+from agent import storage as storages
+from agent.cloudinit import build_seed
+from agent.engines.base import Engine, EngineError, GuestSpec, Image
+from agent.guest_state import apply_state, guest_ip
+from agent.image_lookup import resolve_image
+from agent.models import Vm, VmState
+from agent.resources import check_capacity
+from agent.specs import spec_for, spec_without_image
+from agent.storage.base import StorageError
+from ttproject import errors
+from ttproject.vocabulary import MAX_PORTS_PER_VM, VM_ENGINES
+
+log = logging.getLogger(__name__)
+
+SEED_NAME = "seed.iso"
+# Parameters that make two creates of the same id "the same request".
+IDENTITY_FIELDS = ("image", "engine", "cpu", "mem", "disk", "ports", "deny_outgoing", "hostname", "ssh_keys")
+
+# One VM operation at a time per id (views may run in several threads under some servers).
+_vm_locks: dict[str, threading.Lock] = {}
+_vm_locks_guard = threading.Lock()
+
+
+def _vm_lock(vm_id: str) -> threading.Lock:
+    with _vm_locks_guard:
+        return _vm_locks.setdefault(vm_id, threading.Lock())
+
+
+@dataclass
+class CreateRequest:
+    image: str
+    engine: str = "qemu"
+    cpu: int = 2
+    mem: int = 1024
+    disk: int = 40960
+    ports: list[int] | None = None
+    deny_outgoing: bool = False
+    ssh_keys: list[str] | None = None
+    hostname: str = ""
+    id: str = ""
+
+
+@dataclass
+class CreateResult:
+    """What a create did: `created` is False for a repeated request; `failure` says why the guest did not
+    come up (the record is kept, state failed)."""
+
+    vm: Vm
+    created: bool
+    failure: str = ""
+
+
+# --------------------------------------------------------------------------------------------- create
+
+
+def _existing(vm_id: str, params: dict) -> Vm | None:
+    """The VM of an earlier create with these parameters; Conflict when the parameters differ."""
+    vm = Vm.objects.filter(pk=vm_id).first()
+    if vm is None:
+        return None
+    diff = ", ".join(f"{f}: {getattr(vm, f)!r} != {params[f]!r}" for f in IDENTITY_FIELDS
+                     if getattr(vm, f) != params[f])
+    if diff:
+        raise errors.Conflict(f"VM {vm_id} already exists with different parameters ({diff})")
+    return vm
+
+
+def create_vm(req: CreateRequest) -> CreateResult:
+    vm_id = req.id or f"vm-{uuid.uuid4().hex[:12]}"
+    guest_ports = sorted(set(req.ports or []) | ({22} if req.engine in VM_ENGINES else set()))
+    if len(guest_ports) > MAX_PORTS_PER_VM:
+        message = f"at most {MAX_PORTS_PER_VM} ports per VM ({len(guest_ports)} with 22)"
+        raise errors.Invalid(f"ports: {message}", errors={"ports": [message]})
+    params = {"image": req.image, "engine": req.engine, "cpu": req.cpu, "mem": req.mem, "disk": req.disk,
+              "ports": guest_ports, "deny_outgoing": req.deny_outgoing, "hostname": req.hostname or vm_id,
+              "ssh_keys": list(req.ssh_keys or [])}
+    with _vm_lock(vm_id):
+        existing = _existing(vm_id, params)
+        if existing is not None:
+            return CreateResult(existing, created=False)
+        engine = registry.available(req.engine)
+        image = resolve_image(req.image, engine)
+        check_capacity(req.cpu, req.mem, req.disk)
+        addr = conf.publish_addr()
+        try:
+            with transaction.atomic():
+                vm = Vm.objects.create(id=vm_id, **params, state=VmState.CREATING, publish_addr=addr,
+                                       guest_name=conf.guest_name(vm_id), workdir=str(conf.vms_dir() / vm_id))
+                port_map = ports.allocate(vm, guest_ports, addr)
+                vm.port_map = {str(g): h for g, h in sorted(port_map.items())}
+                vm.save(update_fields=["port_map", "updated_at"])
+        except IntegrityError:
+            existing = _existing(vm_id, params)  # created meanwhile by another request
+            if existing is not None:
+                return CreateResult(existing, created=False)
+            raise
+        return _bring_up(vm, engine, image)
+
+
+def _bring_up(vm: Vm, engine: Engine, image: Image) -> CreateResult:
+    spec = spec_for(vm, image)
+    try:
+        spec.workdir.mkdir(parents=True, exist_ok=True)
+        if vm.engine in VM_ENGINES:
+            spec.disk_path = storages.get().create_disk(vm.id, image, vm.disk, spec.workdir)
+            vm.disk_path = str(spec.disk_path)
+            spec.seed_path = build_seed(spec.workdir / SEED_NAME, vm.id, vm.hostname, vm.ssh_keys)
+            vm.seed_path = str(spec.seed_path)
+            vm.save(update_fields=["disk_path", "seed_path", "updated_at"])
+        engine.create(spec)
+    except Exception as exc:
+        expected = isinstance(exc, (errors.DomainError, ValueError, RuntimeError))
+        message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+        log.warning("create %s failed: %s", vm.id, message, exc_info=not isinstance(exc, EngineError))
+        cleanup_error = teardown_or_release(vm, spec, engine)
+        if cleanup_error:
+            message = f"{message}; cleaning up also failed: {cleanup_error}"
+        vm.state, vm.error, vm.port_map, vm.disk_path, vm.seed_path = VmState.FAILED, message, {}, "", ""
+        vm.save()
+        return CreateResult(vm, created=True, failure=f"creating VM {vm.id} failed: {message}")
+    vm.state = VmState.RUNNING
+    # A container's address is only a convenience (it is reached through its published ports): it is
+    # filled in by the next GET, which keeps a docker create as quick as a plain `docker run`.
+    vm.ip = guest_ip(engine, spec) if vm.engine in VM_ENGINES else ""
+    vm.save(update_fields=["state", "ip", "updated_at"])
+    return CreateResult(vm, created=True)
+
+
+# ------------------------------------------------------------------------------------------- teardown
+
+
+def teardown(vm: Vm, spec: GuestSpec, engine: Engine | None) -> None:
+    """Remove everything a VM has on the host (guest, disk, seed, work dir, ports). Raises EngineError
+    only when the guest itself could not be removed."""
+    if engine is not None:
+        engine.destroy(spec)
+    if spec.workdir:
+        try:
+            if vm.engine in VM_ENGINES or vm.disk_path:
+                storages.get().destroy_disk(vm.id, spec.workdir)
+        except StorageError as exc:
+            log.warning("removing the disk of %s: %s", vm.id, exc)
+        shutil.rmtree(spec.workdir, ignore_errors=True)
+    ports.release(vm.id)
+
+
+def teardown_or_release(vm: Vm, spec: GuestSpec, engine: Engine | None) -> str:
+    """`teardown` for a record that is given up anyway (failed create, interrupted create/delete): the
+    ports are released even when the guest could not be removed. Returns the cleanup error, or ""."""
+    try:
+        teardown(vm, spec, engine)
+    except (errors.DomainError, OSError) as exc:
+        log.warning("cleaning up %s failed: %s", vm.id, exc)
+        ports.release(vm.id)
+        return str(exc) or type(exc).__name__
+    return ""
+
+
+# ------------------------------------------------------------------------------------- the other verbs
+
+
+def get_vm(vm_id: str) -> Vm:
+    vm = Vm.objects.filter(pk=vm_id).first()
+    if vm is None:
+        raise errors.NotFound(f"VM {vm_id!r} not found")
+    return vm
+
+
+def delete_vm(vm_id: str) -> None:
+    with _vm_lock(vm_id):
+        vm = get_vm(vm_id)
+        Vm.objects.filter(pk=vm.pk).update(state=VmState.DELETING)
+        vm.state = VmState.DELETING
+        try:
+            engine = registry.get(vm.engine)
+            teardown(vm, spec_without_image(vm, engine), engine)
+        except EngineError as exc:
+            vm.state, vm.error = VmState.FAILED, f"delete failed: {exc}"
+            vm.save(update_fields=["state", "error", "updated_at"])
+            raise errors.UpstreamFailed(f"deleting VM {vm_id} failed: {exc}") from exc
+        vm.delete()
+
+
+def _power(vm_id: str, verb: str, doing: str, act) -> Vm:
+    """stop/start: `act(engine, spec)` on a VM that has a guest, then its state as the engine reports it."""
+    with _vm_lock(vm_id):
+        vm = get_vm(vm_id)
+        if vm.state in (VmState.CREATING, VmState.DELETING):
+            raise errors.Conflict(f"VM {vm.id} is {vm.state}; cannot {verb} it now")
+        if vm.state == VmState.FAILED:
+            raise errors.Conflict(f"VM {vm.id} failed ({vm.error}); delete it and create it again")
+        engine = registry.available(vm.engine)
+        spec = spec_for(vm)
+        try:
+            act(engine, spec)
+        except EngineError as exc:
+            apply_state(vm, engine.state(spec), engine, spec)
+            raise errors.UpstreamFailed(f"{doing} VM {vm_id} failed: {exc}") from exc
+        return apply_state(vm, engine.state(spec), engine, spec)
+
+
+def stop_vm(vm_id: str) -> Vm:
+    return _power(vm_id, "stop", "stopping", lambda engine, spec: engine.stop(spec, timeout=conf.stop_timeout()))
+
+
+def start_vm(vm_id: str) -> Vm:
+    return _power(vm_id, "start", "starting", lambda engine, spec: engine.start(spec))
