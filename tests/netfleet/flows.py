@@ -6,6 +6,7 @@ import socket
 import statistics
 import time
 import uuid
+from contextlib import contextmanager
 
 import httpx
 
@@ -68,3 +69,45 @@ def tcp_rtt(addr: str, port: int, samples: int = 5, timeout: float = 30) -> floa
 def set_drain(client: httpx.Client, host_id: int, drain: bool):
     reply = client.patch(f"/api/hosts/{host_id}", json={"drain": drain})
     assert reply.status_code == 200, reply.text
+
+
+# --------------------------------------------------------------------------------------------- admin
+
+
+def make_superuser(ctl, username: str = "op", password: str = "op-password-1") -> tuple[str, str]:
+    """An admin account in the controller's database, made as an operator would (manage createsuperuser)."""
+    import subprocess
+    import sys
+
+    from .hosts import ROOT
+
+    subprocess.run([sys.executable, "-m", "ttproject.cli", "manage", "controller", "createsuperuser", "--noinput",
+                    "--username", username, "--email", f"{username}@example.invalid"],
+                   env=dict(ctl.env, DJANGO_SUPERUSER_PASSWORD=password), cwd=ROOT, check=True, capture_output=True,
+                   timeout=120)
+    return username, password
+
+
+def _csrf(client: httpx.Client, page: str) -> str:
+    import re
+
+    reply = client.get(page)
+    assert reply.status_code == 200, f"{page}: {reply.status_code}"
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', reply.text).group(1)
+
+
+@contextmanager
+def admin_client(ctl, username: str, password: str):
+    """A browser-like session logged in to the controller's Django admin."""
+    with httpx.Client(base_url=ctl.url, timeout=60, follow_redirects=False) as client:
+        token = _csrf(client, "/admin/login/")
+        reply = client.post("/admin/login/?next=/admin/", data={"username": username, "password": password,
+                                                                "csrfmiddlewaretoken": token, "next": "/admin/"})
+        assert reply.status_code == 302 and "sessionid" in client.cookies, reply.text[:500]
+        yield client
+
+
+def admin_delete(client: httpx.Client, model: str, pk) -> httpx.Response:
+    """Confirm the admin's delete page of one object, as an operator clicking "Yes, I'm sure"."""
+    page = f"/admin/fleet/{model}/{pk}/delete/"
+    return client.post(page, data={"csrfmiddlewaretoken": _csrf(client, page), "post": "yes"})

@@ -115,7 +115,7 @@ class NetHost:
             with open(self.work / f"{log}.log", "ab") as out:
                 return subprocess.Popen(["ip", "netns", "exec", self.name, *launcher], pass_fds=[fd], cwd=ROOT,
                                         env=env or child_env(), stdout=stdout or out, stderr=out,
-                                        start_new_session=True)
+                                        start_new_session=True, umask=0o022)  # an operator's usual umask
         finally:
             os.close(fd)
 

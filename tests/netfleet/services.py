@@ -96,8 +96,8 @@ class Services:
         if hostname:
             argv = ["unshare", "--uts", sys.executable, "-m", "tests.netfleet.inhost", "--hostname", hostname,
                     "--", *argv]
-        environment = child_env(TTSTACK_DATA_DIR=data_dir, TTSTACK_BIND="127.0.0.1", TTSTACK_HEARTBEAT="1",
-                                TTSTACK_WORKERS="2", **env)
+        environment = child_env(**{"TTSTACK_DATA_DIR": data_dir, "TTSTACK_BIND": "127.0.0.1",
+                                   "TTSTACK_HEARTBEAT": "1", "TTSTACK_WORKERS": "2", **env})
         service = Service(name, argv, environment, self.base / f"{name}.log", url)
         self.base.mkdir(parents=True, exist_ok=True)
         self.made.append(service)
