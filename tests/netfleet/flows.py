@@ -32,7 +32,11 @@ def wait_task(client: httpx.Client, task_id: str, timeout: float = 120) -> dict:
         task = client.get(f"/api/tasks/{task_id}").json()
         return task if task["status"] in ("completed", "failed") else None
 
-    return wait_for(done, timeout=timeout, message=f"task {task_id}")
+    try:
+        return wait_for(done, timeout=timeout, message=f"task {task_id}")
+    except AssertionError as exc:  # say where it stands: pending (no worker took it) or running (stuck)
+        task = client.get(f"/api/tasks/{task_id}").json()
+        raise AssertionError(f"{exc}: {task.get('action')} is {task.get('status')}; logs: {task.get('logs')}") from None
 
 
 def create_env(client: httpx.Client, body: dict, timeout: float = 120) -> dict:
