@@ -2,7 +2,7 @@
 
 1. An environment of 8 docker VMs on 2 real agents, POST /api/envs -> all running, against one raw
    docker-SDK run of the same image in this process (goal: <= 1.5x).
-2. The scheduler placing 10 000 VMs on 1 000 host rows (goal: <= 2 s).
+2. The placement algorithm placing 10 000 VMs on 1 000 host rows (goal: <= 2 s).
 3. GET /api/envs with 1 000 environments x 3 VMs: query count (constant) and speed against a bare
    Django JsonResponse of the same rows (goal: >= 0.5x).
 
@@ -121,8 +121,8 @@ def _key():
     return "ssh-ed25519 " + base64.b64encode(blob).decode()
 
 
-def bench_scheduler():
-    from fleet.scheduler import HostCap, VmReq, place
+def bench_placement():
+    from fleet.placement import HostCap, VmReq, place
 
     hosts = [HostCap(id=i, name=f"h{i}", engines=frozenset({"docker", "qemu"}),
                      images={"alpine": frozenset({"qemu"})}, cpu_free=64, mem_free=256 * 1024,
@@ -133,7 +133,7 @@ def bench_scheduler():
     result = place(hosts, vms)
     elapsed = time.perf_counter() - t0
     assert len(result) == 10_000
-    print(f"2. scheduler: 10 000 VMs on 1 000 hosts in {elapsed:.3f} s (goal <= 2 s)")
+    print(f"2. placement: 10 000 VMs on 1 000 hosts in {elapsed:.3f} s (goal <= 2 s)")
 
 
 def bench_env_list():
@@ -202,7 +202,7 @@ def main():
     args = parser.parse_args()
     if not args.skip_agents:
         bench_env_vs_docker()
-    bench_scheduler()
+    bench_placement()
     bench_env_list()
 
 

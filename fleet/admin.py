@@ -1,16 +1,9 @@
 """The operators' console: hosts, environments, VMs (tasks are registered by ttproject.tasks)."""
 
-from datetime import timedelta
-
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import Count, Q
-from django.utils import timezone
 
-from ttproject.tasks.runner import submit
-
-from .choices import EnvState
-from .loop import delete_env
+from . import lifecycle
 from .models import Environment, Host, Vm
 
 
@@ -68,13 +61,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
         return obj._vms
 
     def _extend(self, request, queryset, hours):
-        n = 0
-        for env in queryset.exclude(state=EnvState.DELETING):
-            base = max(env.expires_at or timezone.now(), timezone.now())
-            if env.lifetime or env.expires_at:
-                Environment.objects.filter(pk=env.pk).update(
-                    expires_at=base + timedelta(hours=hours), lifetime=env.lifetime + hours * 3600)
-                n += 1
+        n = lifecycle.extend_lifetime(queryset, hours)
         self.message_user(request, f"{n} environment(s) extended by {hours} h")
 
     @admin.action(description="Extend lifetime by 1 hour")
@@ -87,17 +74,12 @@ class EnvironmentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Destroy environment(s)")
     def destroy(self, request, queryset):
-        tasks = [t for env in queryset if (t := delete_env(env, "destroyed by an operator"))]
+        tasks = [t for env in queryset if (t := lifecycle.delete_env(env, "destroyed by an operator"))]
         self.message_user(request, f"{len(tasks)} delete task(s) submitted")
 
     @admin.action(description="Retry a failed delete")
     def retry_delete(self, request, queryset):
-        n = 0
-        for env in queryset.filter(state__in=[EnvState.DELETING, EnvState.FAILED]):
-            with transaction.atomic():
-                env.set_state(EnvState.DELETING)
-                submit("fleet.env_delete", target=env.id, owner=env.owner, params={"env": env.id, "retry": True})
-            n += 1
+        n = sum(1 for env in queryset if lifecycle.retry_delete(env))
         level = messages.SUCCESS if n else messages.WARNING
         self.message_user(request, f"{n} delete task(s) submitted", level=level)
 

@@ -6,8 +6,12 @@ Every failure becomes AgentError with a message that names the host and says wha
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 from django.conf import settings
+from django.db import connections
 
 from . import conf
 
@@ -26,6 +30,23 @@ def _detail(response: httpx.Response) -> str:
     if isinstance(data, dict) and "detail" in data:
         return str(data["detail"])
     return str(data)[:300]
+
+
+def parallel(fn: Callable, items: Iterable) -> list:
+    """fn(item) for every item, one thread per item (at most 32), results in order. Each thread closes
+    its own database connections when done."""
+    items = list(items)
+    if not items:
+        return []
+
+    def run(item):
+        try:
+            return fn(item)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    with ThreadPoolExecutor(max_workers=min(32, len(items)), thread_name_prefix="fleet") as pool:
+        return list(pool.map(run, items))
 
 
 class AgentClient:

@@ -10,75 +10,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-
-from django.db import connections
-from django.utils import timezone
 
 from ttproject.tasks.models import Task, TaskStatus
 from ttproject.tasks.registry import job
 from ttproject.tasks.runner import TaskFailed
 
 from . import conf
-from .agent_client import AgentClient, AgentError
+from .agent_client import AgentClient, AgentError, parallel
 from .choices import EnvState, VmState
 from .models import Environment, Vm, derive_env_state
+from .teardown import destroy_vm, finish_delete
 
 log = logging.getLogger(__name__)
 ACTIVE_TASK = (TaskStatus.PENDING, TaskStatus.RUNNING)
 
 
-def parallel(fn: Callable, items: Iterable) -> list:
-    items = list(items)
-    if not items:
-        return []
-
-    def run(item):
-        try:
-            return fn(item)
-        finally:
-            connections.close_all()  # this thread's connections only
-
-    with ThreadPoolExecutor(max_workers=min(32, len(items)), thread_name_prefix="fleet") as pool:
-        return list(pool.map(run, items))
-
-
-def _vm_update(vm: Vm, **fields):
-    fields["updated_at"] = timezone.now()
-    Vm.objects.filter(pk=vm.pk).update(**fields)
-    for key, value in fields.items():
-        setattr(vm, key, value)
-
-
-def destroy_vm(vm: Vm, reason: str = "") -> bool:
-    """Delete one VM on its agent; True once the agent confirmed it is gone (404 counts)."""
-    if vm.gone:
-        return True
-    _vm_update(vm, doomed=True)
-    if vm.host is None:
-        _vm_update(vm, gone=True)
-        return True
-    try:
-        with AgentClient.for_host(vm.host) as agent:
-            agent.delete_vm(vm.id)
-    except AgentError as exc:
-        log.warning("delete of VM %s pending: %s", vm.id, exc)
-        return False
-    fields = {"gone": True}
-    if vm.state != VmState.FAILED:
-        fields["state"] = VmState.DELETED
-    if reason and not vm.error:
-        fields["error"] = reason
-    _vm_update(vm, **fields)
-    return True
-
-
-def env_has_task(env_id: str, action: str, exclude: str | None = None) -> bool:
-    tasks = Task.objects.filter(action=action, target=env_id, status__in=ACTIVE_TASK)
-    if exclude:
-        tasks = tasks.exclude(pk=exclude)
-    return tasks.exists()
+def env_has_task(env_id: str, action: str) -> bool:
+    return Task.objects.filter(action=action, target=env_id, status__in=ACTIVE_TASK).exists()
 
 
 # ------------------------------------------------------------------------------------------- create
@@ -94,7 +42,7 @@ def _create_one(env: Environment, vm: Vm, ctx) -> str | None:
         return None  # done by an earlier run of this job
     if _env_state(env.id) != EnvState.CREATING:
         return "cancelled: the environment is being deleted"
-    _vm_update(vm, state=VmState.CREATING)
+    vm.write(state=VmState.CREATING)
     started = time.monotonic()
     try:
         with AgentClient.for_host(vm.host) as agent:
@@ -102,15 +50,15 @@ def _create_one(env: Environment, vm: Vm, ctx) -> str | None:
     except AgentError as exc:
         # A 4xx other than 409 means the agent refused before making anything.
         made_nothing = exc.status is not None and 400 <= exc.status < 500 and exc.status != 409
-        _vm_update(vm, state=VmState.FAILED, error=str(exc), doomed=True, gone=made_nothing)
+        vm.write(state=VmState.FAILED, error=str(exc), doomed=True, gone=made_nothing)
         ctx.log(f"VM {vm.id} on {vm.host.addr} failed: {exc}")
         return str(exc)
     vm.apply_agent(data)
-    _vm_update(vm, state=vm.state if vm.state != VmState.CREATING else VmState.RUNNING, ip=vm.ip,
+    vm.write(state=vm.state if vm.state != VmState.CREATING else VmState.RUNNING, ip=vm.ip,
                port_map=vm.port_map, publish_addr=vm.publish_addr, error=vm.error)
     ctx.log(f"VM {vm.id} on {vm.host.addr}: {vm.state} {vm.port_map} ({time.monotonic() - started:.2f} s)")
     if vm.state == VmState.FAILED:
-        _vm_update(vm, doomed=True)
+        vm.write(doomed=True)
         return vm.error
     if _env_state(env.id) != EnvState.CREATING:  # deleted while we were creating: undo at once
         destroy_vm(vm)
@@ -141,7 +89,7 @@ def env_create(ctx):
     Vm.objects.filter(env=env).update(doomed=True)
     for vm in vms:
         if vm.id not in failed:
-            _vm_update(vm, error=f"rolled back because VM {first} failed")
+            vm.write(error=f"rolled back because VM {first} failed")
     pending = [vm for vm in vms if not vm.gone]
     confirmed = parallel(destroy_vm, pending)
     left = [vm.id for vm, ok in zip(pending, confirmed, strict=True) if not ok]
@@ -153,14 +101,6 @@ def env_create(ctx):
 
 
 # ------------------------------------------------------------------------------------------- delete
-
-
-def finish_delete(env_id: str) -> bool:
-    """Drop the environment's rows once every VM is confirmed gone. True when it is gone."""
-    if Vm.objects.filter(env_id=env_id, gone=False).exists():
-        return False
-    Environment.objects.filter(pk=env_id, state=EnvState.DELETING).delete()
-    return not Environment.objects.filter(pk=env_id).exists()
 
 
 @job("fleet.env_delete")
@@ -208,10 +148,10 @@ def _power(ctx, action: str, claim_state: str):
             with AgentClient.for_host(vm.host) as agent:
                 data = agent.stop_vm(vm.id) if action == "stop" else agent.start_vm(vm.id)
         except AgentError as exc:
-            _vm_update(vm, error=str(exc))
+            vm.write(error=str(exc))
             return str(exc)
         vm.apply_agent(data)
-        _vm_update(vm, state=vm.state, ip=vm.ip, port_map=vm.port_map, publish_addr=vm.publish_addr,
+        vm.write(state=vm.state, ip=vm.ip, port_map=vm.port_map, publish_addr=vm.publish_addr,
                    error="" if vm.state != VmState.FAILED else vm.error)
         return None
 

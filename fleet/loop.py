@@ -16,18 +16,18 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 
 from ttproject.tasks.models import Task
-from ttproject.tasks.runner import submit
 
-from . import conf
-from .agent_client import AgentClient, AgentError
+from . import conf, lifecycle
+from .agent_client import AgentClient, AgentError, parallel
 from .choices import EnvState, HostState, VmState
-from .jobs import ACTIVE_TASK, destroy_vm, finish_delete, parallel
+from .jobs import ACTIVE_TASK
 from .models import Environment, Host, Lease, Vm, derive_env_state
+from .teardown import destroy_vm, finish_delete
 
 log = logging.getLogger("fleet.loop")
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
@@ -39,27 +39,6 @@ def take_lease(ttl: float) -> bool:
     Lease.objects.get_or_create(name=LEASE)
     return bool(Lease.objects.filter(Q(holder=HOLDER) | Q(until__isnull=True) | Q(until__lt=now), name=LEASE)
                 .update(holder=HOLDER, until=now + timedelta(seconds=ttl)))
-
-
-# ------------------------------------------------------------------------------------------- expiry
-
-
-def delete_env(env: Environment, reason: str, only_from=None) -> Task | None:
-    """Claim the environment for deletion and submit the delete job (None if someone else claimed it)."""
-    with transaction.atomic():
-        allowed = only_from or [s for s in EnvState.values if s != EnvState.DELETING]
-        if not env.set_state(EnvState.DELETING, only_from=allowed):
-            return None
-        return submit("fleet.env_delete", target=env.id, owner=env.owner, params={"env": env.id, "reason": reason})
-
-
-def expire() -> list[str]:
-    expired = []
-    for env in Environment.objects.filter(expires_at__lte=timezone.now()).exclude(state=EnvState.DELETING):
-        if delete_env(env, "expired", only_from=[env.state]):
-            log.info("environment %s expired (deadline %s): deleting", env.id, env.expires_at)
-            expired.append(env.id)
-    return expired
 
 
 # ----------------------------------------------------------------------------------- retried deletes
@@ -209,7 +188,7 @@ def run_forever(stop=lambda: False):
             close_old_connections()
             if take_lease(lease_ttl):
                 holding.set()
-                expire()
+                lifecycle.expire_envs()
                 retry_deletes()
             else:
                 holding.clear()

@@ -162,6 +162,13 @@ class Vm(models.Model):
     def __str__(self):
         return self.id
 
+    def write(self, **fields):
+        """UPDATE these fields of the row (and updated_at) without reading it first; the instance follows."""
+        fields["updated_at"] = timezone.now()
+        Vm.objects.filter(pk=self.pk).update(**fields)
+        for key, value in fields.items():
+            setattr(self, key, value)
+
     def agent_request(self, ssh_keys: list[str]) -> dict:
         """The agent's POST /api/vms body."""
         return {"id": self.id, "image": self.image, "engine": self.engine, "cpu": self.cpu, "mem": self.mem,

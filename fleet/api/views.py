@@ -1,6 +1,5 @@
 """The controller's REST API (fleet contract: hosts, envs, vms, images, status)."""
 
-from django.db import IntegrityError, transaction
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -12,16 +11,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ttproject.api.auth import is_operator, principal
-from ttproject.api.exceptions import Conflict, Unprocessable
-from ttproject.tasks.runner import submit
 
-from .. import queries, scheduler
-from ..agent_client import AgentClient, AgentError
-from ..choices import EnvState, HostState, VmState
+from .. import lifecycle, queries
+from ..choices import EnvState, HostState
 from ..filtersets import EnvironmentFilterSet, HostFilterSet
-from ..loop import delete_env
-from ..models import Environment, Host, Vm, reserved_by_host
-from ..placement import create_environment, host_caps
+from ..hosts import register_host, remove_host
+from ..models import Environment, Host, Vm
 from .schemas import (
     EnvironmentRowSerializer,
     EnvironmentSerializer,
@@ -80,10 +75,8 @@ class EnvViewSet(viewsets.ViewSet):
         data.is_valid(raise_exception=True)
         who = principal(request)
         owner = data.validated_data["owner"] if is_operator(who) else who.username
-        env, task = create_environment(data.validated_data, owner)
-        body = queries.env_detail(env.id)
-        body["task"] = task.id
-        return Response(body, status=status.HTTP_202_ACCEPTED)
+        env, task = lifecycle.create_env(data.validated_data, owner)
+        return self._accepted(env, task)
 
     @extend_schema(responses={200: EnvironmentSerializer, **errors(404)})
     def retrieve(self, request, pk=None):
@@ -98,63 +91,25 @@ class EnvViewSet(viewsets.ViewSet):
     def destroy(self, request, pk=None):
         """Destroy every VM of the environment (idempotent; retried until every agent confirms)."""
         env = self._env(request, pk)
-        task = delete_env(env, "requested")
-        if task is None:  # already being deleted: hand back the running delete task
-            from ttproject.tasks.models import Task
+        return self._accepted(env, lifecycle.request_delete(env))
 
-            task = Task.objects.filter(action="fleet.env_delete", target=env.id).order_by("-created_at").first()
-            if task is None or task.is_done:
-                with transaction.atomic():
-                    task = submit("fleet.env_delete", target=env.id, owner=env.owner, params={"env": env.id})
+    def _accepted(self, env: Environment, task) -> Response:
+        """202: the environment as it is now (only id and state should it be gone already) and the task."""
         body = queries.env_detail(env.id) or {"id": env.id, "state": EnvState.DELETING}
-        body["task"] = task.id
-        return Response(body, status=status.HTTP_202_ACCEPTED)
-
-    def _power(self, request, pk, action_name, via, allowed):
-        env = self._env(request, pk)
-        with transaction.atomic():
-            if not env.set_state(via, only_from=allowed):
-                raise Conflict(f"environment {env.id} is {env.state}; cannot {action_name} it now")
-            if action_name == "start":
-                _check_room_to_start(env)  # raises (and so rolls the claim back) when it does not fit
-            task = submit(f"fleet.env_{action_name}", target=env.id, owner=env.owner, params={"env": env.id})
-        body = queries.env_detail(env.id)
         body["task"] = task.id
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: ENV_TASK, **errors(404, 409)})
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
-        return self._power(request, pk, "stop", EnvState.STOPPING, [EnvState.ACTIVE, EnvState.STOPPED])
+        env = self._env(request, pk)
+        return self._accepted(env, lifecycle.stop_env(env))
 
     @extend_schema(request=None, responses={202: ENV_TASK, **errors(404, 409, 422)})
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
-        return self._power(request, pk, "start", EnvState.STARTING, [EnvState.ACTIVE, EnvState.STOPPED])
-
-
-def _check_room_to_start(env: Environment):
-    """Stopped VMs hold only their disk, so their hosts may have given cpu/mem away meanwhile: check,
-    with the hosts locked the way placement locks them, that each host still has room for all of the
-    environment's VMs on it (counted against what the other environments reserve)."""
-    vms = list(env.vms.filter(gone=False, host__isnull=False).values_list("host_id", "state", "cpu", "mem", "disk"))
-    waking = {host_id for host_id, state, *_ in vms if state == VmState.STOPPED}
-    if not waking:
-        return
-    need: dict[int, list[int]] = {host_id: [0, 0, 0] for host_id in waking}
-    for host_id, _state, cpu, mem, disk in vms:
-        if host_id in need:
-            need[host_id] = [a + b for a, b in zip(need[host_id], (cpu, mem, disk), strict=True)]
-    # PostgreSQL: row locks in id order, like placement; SQLite: the IMMEDIATE transaction serialises.
-    hosts = list(Host.objects.select_for_update().filter(pk__in=waking).order_by("id"))
-    short = []
-    for cap in host_caps(hosts, reserved_by_host([h.id for h in hosts], exclude_env=env.id)):
-        reason = scheduler.capacity_reason(cap, scheduler.VmReq("", "", *need[cap.id]))
-        if reason:
-            short.append(f"{cap.name}: {reason}")
-    if short:
-        raise Unprocessable(f"cannot start environment {env.id}: its VMs no longer fit on their hosts — "
-                            + "; ".join(short))
+        env = self._env(request, pk)
+        return self._accepted(env, lifecycle.start_env(env))
 
 
 class VmDetail(APIView):
@@ -200,24 +155,7 @@ class HostViewSet(OperatorOnly, viewsets.ViewSet):
         """Register an agent: its /api/info is probed first; unreachable -> 400 and nothing saved."""
         data = HostCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        addr, key = data.validated_data["addr"], data.validated_data["api_key"]
-        if Host.objects.filter(addr=addr).exists():
-            raise Conflict(f"host {addr} is already registered")
-        try:
-            with AgentClient(addr, key or None) as agent:
-                info = agent.info()
-        except AgentError as exc:
-            raise ValidationError({"addr": [f"cannot register: {exc}"]}) from exc
-        host = Host(addr=addr, api_key=key, state=HostState.ONLINE)
-        host.apply_info(info)
-        from django.utils import timezone
-
-        host.last_seen = timezone.now()
-        try:
-            with transaction.atomic():
-                host.save()
-        except IntegrityError as exc:
-            raise Conflict(f"host {addr} is already registered") from exc
+        host = register_host(data.validated_data["addr"], data.validated_data["api_key"])
         return Response(queries.host_dict(host), status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: HostSerializer, **errors(403, 404)})
@@ -236,17 +174,7 @@ class HostViewSet(OperatorOnly, viewsets.ViewSet):
 
     @extend_schema(responses={204: None, **errors(403, 404, 409)})
     def destroy(self, request, pk=None):
-        host = self._host(pk)
-        with transaction.atomic():
-            # Lock the row first, so a placement (which locks hosts too) cannot put VMs on it meanwhile.
-            host = Host.objects.select_for_update().filter(pk=host.pk).first()
-            if host is None:
-                raise Http404(f"host {pk!r} not found")
-            live = queries.live_vm_count(host.pk)
-            if live:
-                raise Conflict(f"host {host.addr} still has {live} VM(s); delete their environments first "
-                               "(drain the host to stop new placements)")
-            host.delete()
+        remove_host(self._host(pk).pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -6,9 +6,9 @@ from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from fleet.capacity import host_caps
 from fleet.choices import EnvState, HostState, VmState
 from fleet.models import Environment, Host, Vm
-from fleet.placement import host_caps
 from ttproject.tasks.models import Task
 
 from .helpers import agent_info, env_body, ssh_key

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from fleet import loop
+from fleet import lifecycle, loop
 from fleet.choices import EnvState, HostState, VmState
 from fleet.models import Environment, Host, Lease, Vm, derive_env_state
 from ttproject.tasks.models import Task
@@ -36,8 +36,8 @@ def test_expire_claims_and_submits_once(host):
     make_env(host, "old", expires_at=timezone.now() - timedelta(seconds=1))
     make_env(host, "young", expires_at=timezone.now() + timedelta(hours=1))
     make_env(host, "forever", expires_at=None)
-    assert loop.expire() == ["old"]
-    assert loop.expire() == []  # claimed already: no second delete task
+    assert lifecycle.expire_envs() == ["old"]
+    assert lifecycle.expire_envs() == []  # claimed already: no second delete task
     assert Environment.objects.get(pk="old").state == EnvState.DELETING
     assert list(Task.objects.values_list("action", "target")) == [("fleet.env_delete", "old")]
 

@@ -1,8 +1,8 @@
-"""The placement function, in-process: eligibility, capacity, best-fit packing, reasons per host."""
+"""The placement algorithm (fleet.placement), in-process: eligibility, capacity, best-fit packing, reasons per host."""
 
 import pytest
 
-from fleet.scheduler import HostCap, NoFit, VmReq, place
+from fleet.placement import HostCap, NoFit, VmReq, place
 
 
 def host(i, cpu=8, mem=16384, disk=100000, **kw):

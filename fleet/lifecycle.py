@@ -1,0 +1,137 @@
+"""What can happen to an environment: create, stop, start, delete (and retry a delete), expire, extend.
+
+The one place the API, the admin, the jobs' callers and the fleet loop go through. A request moves
+the environment into its operation's state by a conditional UPDATE (a claim only one caller wins) and
+submits the job that carries it out (fleet.jobs), in one transaction: when the claim or a check fails,
+nothing is left behind. Failures are domain errors (ttproject.errors); the API layer answers them.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ttproject.errors import Conflict, Refused
+from ttproject.tasks.models import Task
+from ttproject.tasks.runner import submit
+
+from . import capacity, conf, placement
+from .choices import EnvState
+from .models import Environment, Vm
+from .validators import hostname_for, vm_id_for
+
+log = logging.getLogger(__name__)
+# Stop and start are allowed only from these: no operation is under way.
+SETTLED = (EnvState.ACTIVE, EnvState.STOPPED)
+
+
+def _exists(env_id: str) -> Conflict:
+    return Conflict(f"environment {env_id!r} already exists")
+
+
+def create_env(data: dict, owner: str) -> tuple[Environment, Task]:
+    """A validated create request -> (Environment, Task). Places and reserves in one transaction with
+    the hosts locked, so racing creates cannot overcommit a host. Raises Conflict (the id is taken) or
+    Refused (no host can take a VM; the reason per host)."""
+    reqs = [placement.VmReq(v["image"], v["engine"], v["cpu"], v["mem"], v["disk"]) for v in data["vms"]]
+    lifetime = data["lifetime"]
+    try:
+        with transaction.atomic():
+            if Environment.objects.filter(pk=data["id"]).exists():
+                raise _exists(data["id"])
+            try:
+                chosen = placement.place(capacity.locked_caps(), reqs, conf.PLACEMENT)
+            except placement.NoFit as exc:
+                raise Refused(str(exc)) from exc
+            now = timezone.now()
+            env = Environment.objects.create(
+                id=data["id"], owner=owner, ssh_keys=data["ssh_keys"], lifetime=lifetime,
+                expires_at=now + timedelta(seconds=lifetime) if lifetime else None,
+                state=EnvState.CREATING, created_at=now,
+            )
+            Vm.objects.bulk_create([
+                Vm(id=vm_id_for(env.id, i), env=env, index=i, host_id=host_id, image=v["image"], engine=v["engine"],
+                   cpu=v["cpu"], mem=v["mem"], disk=v["disk"], ports=v["ports"],
+                   deny_outgoing=v["deny_outgoing"], hostname=hostname_for(vm_id_for(env.id, i)))
+                for i, (v, host_id) in enumerate(zip(data["vms"], chosen, strict=True))
+            ])
+            task = submit("fleet.env_create", target=env.id, owner=owner, params={"env": env.id})
+    except IntegrityError as exc:
+        raise _exists(data["id"]) from exc
+    return env, task
+
+
+def _power(env: Environment, action: str, via: str) -> Task:
+    with transaction.atomic():
+        if not env.set_state(via, only_from=SETTLED):
+            raise Conflict(f"environment {env.id} is {env.state}; cannot {action} it now")
+        if action == "start" and (short := capacity.shortfalls_to_start(env)):
+            # raising rolls the claim back: the environment stays as it was
+            raise Refused(f"cannot start environment {env.id}: its VMs no longer fit on their hosts — "
+                          + "; ".join(short))
+        return submit(f"fleet.env_{action}", target=env.id, owner=env.owner, params={"env": env.id})
+
+
+def stop_env(env: Environment) -> Task:
+    """Stop every VM (they keep their disks). Conflict unless the environment is active or stopped."""
+    return _power(env, "stop", EnvState.STOPPING)
+
+
+def start_env(env: Environment) -> Task:
+    """Start every VM. Conflict unless active or stopped; Refused when stopped VMs no longer fit."""
+    return _power(env, "start", EnvState.STARTING)
+
+
+def delete_env(env: Environment, reason: str, only_from=None) -> Task | None:
+    """Claim the environment for deletion and submit the delete job (None if someone else claimed it)."""
+    with transaction.atomic():
+        allowed = only_from or [s for s in EnvState.values if s != EnvState.DELETING]
+        if not env.set_state(EnvState.DELETING, only_from=allowed):
+            return None
+        return submit("fleet.env_delete", target=env.id, owner=env.owner, params={"env": env.id, "reason": reason})
+
+
+def request_delete(env: Environment, reason: str = "requested") -> Task:
+    """Delete, idempotently: a new delete, else the delete under way, else (the last one ended without
+    finishing) a new delete job for what is left."""
+    task = delete_env(env, reason)
+    if task is None:
+        task = Task.objects.filter(action="fleet.env_delete", target=env.id).order_by("-created_at").first()
+        if task is None or task.is_done:
+            with transaction.atomic():
+                task = submit("fleet.env_delete", target=env.id, owner=env.owner, params={"env": env.id})
+    return task
+
+
+def retry_delete(env: Environment) -> Task | None:
+    """Submit the delete again for a deleting or failed environment (None for other states)."""
+    if env.state not in (EnvState.DELETING, EnvState.FAILED):
+        return None
+    with transaction.atomic():
+        env.set_state(EnvState.DELETING)
+        return submit("fleet.env_delete", target=env.id, owner=env.owner, params={"env": env.id, "retry": True})
+
+
+def expire_envs() -> list[str]:
+    """Delete every environment whose deadline has passed; the ids of those claimed now."""
+    expired = []
+    for env in Environment.objects.filter(expires_at__lte=timezone.now()).exclude(state=EnvState.DELETING):
+        if delete_env(env, "expired", only_from=[env.state]):
+            log.info("environment %s expired (deadline %s): deleting", env.id, env.expires_at)
+            expired.append(env.id)
+    return expired
+
+
+def extend_lifetime(envs, hours: int) -> int:
+    """Push the deadline of each expiring environment (not being deleted) `hours` further; how many."""
+    n = 0
+    for env in envs.exclude(state=EnvState.DELETING):
+        base = max(env.expires_at or timezone.now(), timezone.now())
+        if env.lifetime or env.expires_at:
+            Environment.objects.filter(pk=env.pk).update(
+                expires_at=base + timedelta(hours=hours), lifetime=env.lifetime + hours * 3600)
+            n += 1
+    return n
