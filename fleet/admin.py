@@ -49,7 +49,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
     list_display = ("id", "owner", "state", "vm_count", "expires_at", "created_at", "error")
     list_filter = ("state",)
     search_fields = ("id", "owner")
-    readonly_fields = ("state", "error", "created_at", "updated_at")
+    readonly_fields = ("state", "operation", "error", "created_at", "updated_at")
     inlines = [VmInline]
     actions = ["extend_1h", "extend_6h", "destroy", "retry_delete"]
 

@@ -1,9 +1,9 @@
 """What can happen to an environment: create, stop, start, delete (and retry a delete), expire, extend.
 
-The one place the API, the admin, the jobs' callers and the fleet loop go through. A request moves
-the environment into its operation's state by a conditional UPDATE (a claim only one caller wins) and
-submits the job that carries it out (fleet.jobs), in one transaction: when the claim or a check fails,
-nothing is left behind. Failures are domain errors (ttproject.errors); the API layer answers them.
+The one place the API, the admin and the fleet loop go through. A request claims the environment for
+its operation (fleet.transitions: a conditional UPDATE only one caller wins) and submits the job that
+carries it out (fleet.jobs), in one transaction: when the claim or a check fails, nothing is left
+behind. Failures are domain errors (ttproject.errors); the API layer answers them.
 """
 
 from __future__ import annotations
@@ -12,20 +12,20 @@ import logging
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from ttproject.errors import Conflict, Refused
+from ttproject.errors import Conflict, NotFound, Refused
 from ttproject.tasks.models import Task
 from ttproject.tasks.runner import submit
 
 from . import capacity, conf, placement
 from .choices import EnvState
 from .models import Environment, Vm
+from .transitions import OPERATIONS, claim, operation_under_way
 from .validators import hostname_for, vm_id_for
 
 log = logging.getLogger(__name__)
-# Stop and start are allowed only from these: no operation is under way.
-SETTLED = (EnvState.ACTIVE, EnvState.STOPPED)
 
 
 def _exists(env_id: str) -> Conflict:
@@ -47,10 +47,12 @@ def create_env(data: dict, owner: str) -> tuple[Environment, Task]:
             except placement.NoFit as exc:
                 raise Refused(str(exc)) from exc
             now = timezone.now()
+            create = OPERATIONS["create"]
+            task = submit(create.job, target=data["id"], owner=owner, params={"env": data["id"]})
             env = Environment.objects.create(
                 id=data["id"], owner=owner, ssh_keys=data["ssh_keys"], lifetime=lifetime,
                 expires_at=now + timedelta(seconds=lifetime) if lifetime else None,
-                state=EnvState.CREATING, created_at=now,
+                state=create.via, operation=task, created_at=now,
             )
             Vm.objects.bulk_create([
                 Vm(id=vm_id_for(env.id, i), env=env, index=i, host_id=host_id, image=v["image"], engine=v["engine"],
@@ -58,68 +60,64 @@ def create_env(data: dict, owner: str) -> tuple[Environment, Task]:
                    deny_outgoing=v["deny_outgoing"], hostname=hostname_for(vm_id_for(env.id, i)))
                 for i, (v, host_id) in enumerate(zip(data["vms"], chosen, strict=True))
             ])
-            task = submit("fleet.env_create", target=env.id, owner=owner, params={"env": env.id})
     except IntegrityError as exc:
         raise _exists(data["id"]) from exc
     return env, task
 
 
-def _power(env: Environment, action: str, via: str) -> Task:
-    with transaction.atomic():
-        if not env.set_state(via, only_from=SETTLED):
-            raise Conflict(f"environment {env.id} is {env.state}; cannot {action} it now")
-        if action == "start" and (short := capacity.shortfalls_to_start(env)):
-            # raising rolls the claim back: the environment stays as it was
-            raise Refused(f"cannot start environment {env.id}: its VMs no longer fit on their hosts — "
-                          + "; ".join(short))
-        return submit(f"fleet.env_{action}", target=env.id, owner=env.owner, params={"env": env.id})
+def _refused_claim(env: Environment, action: str) -> Conflict:
+    return Conflict(f"environment {env.id} is {env.state}; cannot {action} it now")
 
 
 def stop_env(env: Environment) -> Task:
     """Stop every VM (they keep their disks). Conflict unless the environment is active or stopped."""
-    return _power(env, "stop", EnvState.STOPPING)
+    task = claim(env, "stop")
+    if task is None:
+        raise _refused_claim(env, "stop")
+    return task
 
 
 def start_env(env: Environment) -> Task:
     """Start every VM. Conflict unless active or stopped; Refused when stopped VMs no longer fit."""
-    return _power(env, "start", EnvState.STARTING)
-
-
-def delete_env(env: Environment, reason: str, only_from=None) -> Task | None:
-    """Claim the environment for deletion and submit the delete job (None if someone else claimed it)."""
     with transaction.atomic():
-        allowed = only_from or [s for s in EnvState.values if s != EnvState.DELETING]
-        if not env.set_state(EnvState.DELETING, only_from=allowed):
-            return None
-        return submit("fleet.env_delete", target=env.id, owner=env.owner, params={"env": env.id, "reason": reason})
+        task = claim(env, "start")
+        if task is None:
+            raise _refused_claim(env, "start")
+        if short := capacity.shortfalls_to_start(env):
+            # raising rolls the claim back: the environment stays as it was, no task is left
+            raise Refused(f"cannot start environment {env.id}: its VMs no longer fit on their hosts — "
+                          + "; ".join(short))
+    return task
+
+
+def delete_env(env: Environment, reason: str) -> Task | None:
+    """Claim the environment for deletion and submit the delete job (None if it is being deleted)."""
+    return claim(env, "delete", params={"reason": reason})
 
 
 def request_delete(env: Environment, reason: str = "requested") -> Task:
     """Delete, idempotently: a new delete, else the delete under way, else (the last one ended without
-    finishing) a new delete job for what is left."""
-    task = delete_env(env, reason)
+    finishing) a retry. Should the environment vanish meanwhile, the task that deleted it."""
+    task = delete_env(env, reason) or operation_under_way(env) or retry_delete(env)
     if task is None:
-        task = Task.objects.filter(action="fleet.env_delete", target=env.id).order_by("-created_at").first()
-        if task is None or task.is_done:
-            with transaction.atomic():
-                task = submit("fleet.env_delete", target=env.id, owner=env.owner, params={"env": env.id})
+        task = Task.objects.filter(action=OPERATIONS["delete"].job, target=env.id).order_by("-created_at").first()
+    if task is None:  # a row deleted some other way than by a delete job
+        raise NotFound(f"environment {env.id!r} not found")
     return task
 
 
 def retry_delete(env: Environment) -> Task | None:
     """Submit the delete again for a deleting or failed environment (None for other states)."""
-    if env.state not in (EnvState.DELETING, EnvState.FAILED):
-        return None
-    with transaction.atomic():
-        env.set_state(EnvState.DELETING)
-        return submit("fleet.env_delete", target=env.id, owner=env.owner, params={"env": env.id, "retry": True})
+    return claim(env, "retry_delete", params={"retry": True})
 
 
 def expire_envs() -> list[str]:
     """Delete every environment whose deadline has passed; the ids of those claimed now."""
     expired = []
-    for env in Environment.objects.filter(expires_at__lte=timezone.now()).exclude(state=EnvState.DELETING):
-        if delete_env(env, "expired", only_from=[env.state]):
+    now = timezone.now()
+    for env in Environment.objects.filter(expires_at__lte=now).exclude(state=EnvState.DELETING):
+        # conditional on the deadline too: an extension made meanwhile wins
+        if claim(env, "delete", params={"reason": "expired"}, where=Q(expires_at__lte=now)):
             log.info("environment %s expired (deadline %s): deleting", env.id, env.expires_at)
             expired.append(env.id)
     return expired

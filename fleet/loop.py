@@ -20,14 +20,12 @@ from django.db import close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 
-from ttproject.tasks.models import Task
-
 from . import conf, lifecycle
 from .agent_client import AgentClient, AgentError, parallel
 from .choices import EnvState, HostState, VmState
-from .jobs import ACTIVE_TASK
-from .models import Environment, Host, Lease, Vm, derive_env_state
+from .models import Environment, Host, Lease, Vm
 from .teardown import destroy_vm, finish_delete
+from .transitions import busy_env_ids, settle
 
 log = logging.getLogger("fleet.loop")
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
@@ -46,8 +44,7 @@ def take_lease(ttl: float) -> bool:
 
 def retry_deletes() -> int:
     """Destroy doomed VMs whose env has no job running (rollbacks and deletes that agents missed)."""
-    busy = set(Task.objects.filter(status__in=ACTIVE_TASK, action__startswith="fleet.env_")
-               .values_list("target", flat=True))
+    busy = busy_env_ids()
     vms = [vm for vm in Vm.objects.select_related("host").filter(doomed=True, gone=False,
                                                                  host__state=HostState.ONLINE)
            if vm.env_id not in busy]
@@ -103,8 +100,7 @@ class Heartbeat:
         rows written at or after it (a VM created or started meanwhile) are newer than the list and
         left alone (the next heartbeat looks at them again)."""
         on_agent = {str(v.get("id")): v for v in agent_vms if isinstance(v, dict) and v.get("id")}
-        busy = set(Task.objects.filter(status__in=ACTIVE_TASK, action__startswith="fleet.env_")
-                   .values_list("target", flat=True))
+        busy = busy_env_ids()
         touched = set()
         live = {vm.id: vm for vm in Vm.objects.filter(host=host, gone=False).select_related("env")}
         for vm in live.values():
@@ -134,8 +130,8 @@ class Heartbeat:
             states = list(Vm.objects.filter(env_id=env_id).exclude(state=VmState.DELETED)
                           .values_list("state", flat=True))
             env = Environment.objects.filter(pk=env_id).first()
-            if env and env.state in (EnvState.ACTIVE, EnvState.STOPPED):
-                env.set_state(derive_env_state(states, env.state), only_from=[EnvState.ACTIVE, EnvState.STOPPED])
+            if env:
+                settle(env, states)
         self.collect_orphans(host, set(on_agent) - set(live))
 
     def collect_orphans(self, host: Host, unknown: set[str]):

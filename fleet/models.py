@@ -94,6 +94,9 @@ class Environment(models.Model):
     state = models.CharField(max_length=16, choices=EnvState.choices, default=EnvState.CREATING,
                              db_index=True)
     error = models.TextField(blank=True, default="")
+    # The task of the latest operation (fleet.transitions): the environment is busy while it runs.
+    operation = models.ForeignKey("tasks.Task", on_delete=models.SET_NULL, null=True, blank=True,
+                                  related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

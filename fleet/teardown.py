@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 
 from .agent_client import AgentClient, AgentError
-from .choices import EnvState, VmState
+from .choices import VmState
 from .models import Environment, Vm
+from .transitions import OPERATIONS
 
 log = logging.getLogger(__name__)
 
@@ -43,5 +44,5 @@ def finish_delete(env_id: str) -> bool:
     """Drop the environment's rows once every VM is confirmed gone. True when it is gone."""
     if Vm.objects.filter(env_id=env_id, gone=False).exists():
         return False
-    Environment.objects.filter(pk=env_id, state=EnvState.DELETING).delete()
+    Environment.objects.filter(pk=env_id, state=OPERATIONS["delete"].via).delete()
     return not Environment.objects.filter(pk=env_id).exists()

@@ -59,8 +59,7 @@ def test_reconcile_marks_lost_vms_failed_and_tracks_orphans(host):
 
 
 def test_reconcile_leaves_envs_with_a_running_job_alone(host):
-    make_env(host)
-    Task.objects.create(action="fleet.env_stop", target="e", status="running")
+    lifecycle.stop_env(make_env(host))  # its stop task is pending: the environment is busy
     loop.Heartbeat().reconcile(host, [])
     assert set(Vm.objects.values_list("state", flat=True)) == {VmState.RUNNING}
 
