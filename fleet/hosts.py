@@ -16,7 +16,7 @@ def _registered(addr: str) -> Conflict:
     return Conflict(f"host {addr} is already registered")
 
 
-def register_host(addr: str, api_key: str = "") -> Host:
+def register_host(addr: str, api_key: str = "", drain: bool = False) -> Host:
     """Probe the agent's /api/info and save the host. Invalid when the agent cannot be reached or does not
     answer like a ttstack agent (nothing is saved); Conflict when the address is registered already."""
     if Host.objects.filter(addr=addr).exists():
@@ -27,7 +27,7 @@ def register_host(addr: str, api_key: str = "") -> Host:
     except AgentError as exc:
         message = f"cannot register: {exc}"
         raise Invalid(f"addr: {message}", errors={"addr": [message]}) from exc
-    host = Host(addr=addr, api_key=api_key, state=HostState.ONLINE, last_seen=timezone.now())
+    host = Host(addr=addr, api_key=api_key, drain=drain, state=HostState.ONLINE, last_seen=timezone.now())
     host.apply_info(info)
     try:
         with transaction.atomic():
@@ -35,6 +35,12 @@ def register_host(addr: str, api_key: str = "") -> Host:
     except IntegrityError as exc:
         raise _registered(addr) from exc
     return host
+
+
+def update_host(host_id: int, **fields) -> None:
+    """Set `drain` (take no new placements) and/or the host's own `api_key`."""
+    if fields:
+        Host.objects.filter(pk=host_id).update(**fields)
 
 
 def remove_host(host_id: int) -> None:

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ttproject.errors import Conflict, NotFound, Refused
+from ttproject.errors import Conflict, Refused
 from ttproject.tasks.models import Task
 from ttproject.tasks.runner import submit
 
@@ -95,15 +95,10 @@ def delete_env(env: Environment, reason: str) -> Task | None:
     return claim(env, "delete", params={"reason": reason})
 
 
-def request_delete(env: Environment, reason: str = "requested") -> Task:
+def request_delete(env: Environment, reason: str = "requested") -> Task | None:
     """Delete, idempotently: a new delete, else the delete under way, else (the last one ended without
-    finishing) a retry. Should the environment vanish meanwhile, the task that deleted it."""
-    task = delete_env(env, reason) or operation_under_way(env) or retry_delete(env)
-    if task is None:
-        task = Task.objects.filter(action=OPERATIONS["delete"].job, target=env.id).order_by("-created_at").first()
-    if task is None:  # a row deleted some other way than by a delete job
-        raise NotFound(f"environment {env.id!r} not found")
-    return task
+    finishing) a retry. None when the environment is gone meanwhile."""
+    return delete_env(env, reason) or operation_under_way(env) or retry_delete(env)
 
 
 def retry_delete(env: Environment) -> Task | None:
