@@ -10,11 +10,12 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 from agent.api.serializers import ImageSerializer, ResourcesSerializer  # relayed from the agents
+from ttproject.vocabulary import DEFAULT_ENGINE, ENGINES, MAX_PORTS_PER_VM
 
 from .. import conf
-from ..choices import ENGINES, IMAGE_FREE_ENGINES, EnvState, HostState, VmState
+from ..choices import IMAGE_FREE_ENGINES, EnvState, HostState, VmState
 from ..models import Environment, Host, Vm
-from ..validators import ADDR, env_id_error, validate_ssh_key
+from ..validators import ADDR, ENV_ID, HOSTNAME, IMAGE, validate_ssh_key
 from .fields import NamedChoiceField
 from .rows import RowSerializerMixin
 
@@ -27,15 +28,17 @@ class VmSerializer(RowSerializerMixin, serializers.ModelSerializer):
                                     help_text="the host's id (null once the host is removed)")
     host_addr = serializers.CharField(source="host.addr", read_only=True, allow_null=True,
                                       help_text="the host's agent address (host:port)")
-    image = serializers.CharField(max_length=255)
-    engine = NamedChoiceField("Engine", ENGINES, default="qemu")
+    image = serializers.CharField(max_length=255, validators=[IMAGE])
+    engine = NamedChoiceField("Engine", ENGINES, default=DEFAULT_ENGINE)
     cpu = serializers.IntegerField(min_value=1, max_value=conf.MAX_CPU, default=2)
     mem = serializers.IntegerField(min_value=1, max_value=conf.MAX_MEM, default=1024, help_text="MiB")
     disk = serializers.IntegerField(min_value=1, max_value=conf.MAX_DISK, default=40960, help_text="MiB")
     ports = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=65535), default=list,
-                                  max_length=conf.MAX_PORTS_PER_VM,
+                                  max_length=MAX_PORTS_PER_VM,
                                   help_text="guest ports to publish (22 is added for VM engines)")
     deny_outgoing = serializers.BooleanField(default=False)
+    hostname = serializers.CharField(read_only=True, max_length=63, validators=[HOSTNAME],
+                                     help_text="the guest's hostname: an RFC 1123 label derived from its id")
     state = NamedChoiceField("VmState", VmState.choices, read_only=True)
     port_map = serializers.DictField(child=serializers.IntegerField(), read_only=True,
                                      help_text="guest port (as a string) -> published port on the host")
@@ -45,23 +48,18 @@ class VmSerializer(RowSerializerMixin, serializers.ModelSerializer):
         fields = ["id", "env", "index", "host", "host_addr", "image", "engine", "cpu", "mem", "disk", "ports",
                   "deny_outgoing", "hostname", "state", "ip", "port_map", "publish_addr", "error", "created_at",
                   "updated_at"]
-        read_only_fields = ["id", "index", "hostname", "ip", "publish_addr", "error", "created_at", "updated_at"]
+        read_only_fields = ["id", "index", "ip", "publish_addr", "error", "created_at", "updated_at"]
         extra_kwargs = {"id": {"help_text": "<env id>-<index>"},
                         "index": {"help_text": "position in the environment's `vms` list"},
                         "ip": {"help_text": "the guest's address on its host"},
                         "publish_addr": {"help_text": "where the published ports are reached"}}
 
-    def validate_image(self, value):
-        if any(c.isspace() or ord(c) < 32 for c in value):
-            raise serializers.ValidationError("must not contain blanks or control characters")
-        return value
-
     def validate(self, attrs):
         ports = set(attrs["ports"])
         if attrs["engine"] not in IMAGE_FREE_ENGINES:
             ports.add(22)  # VM engines always publish SSH
-        if len(ports) > conf.MAX_PORTS_PER_VM:
-            raise serializers.ValidationError({"ports": f"at most {conf.MAX_PORTS_PER_VM} ports per VM"})
+        if len(ports) > MAX_PORTS_PER_VM:
+            raise serializers.ValidationError({"ports": f"at most {MAX_PORTS_PER_VM} ports per VM"})
         attrs["ports"] = sorted(ports)
         return attrs
 
@@ -71,7 +69,7 @@ class EnvironmentSerializer(RowSerializerMixin, serializers.ModelSerializer):
     request. A 202 reply's `task` is the task carrying the operation out: follow it at /api/tasks/{task}
     or /ws/tasks/{task}."""
 
-    id = serializers.CharField(max_length=128, trim_whitespace=False)
+    id = serializers.CharField(max_length=128, trim_whitespace=False, validators=[ENV_ID])
     owner = serializers.CharField(max_length=150, required=False, allow_blank=True, default="",
                                   help_text="an owner label (operators only: an owner's own requests get "
                                             "their username)")
@@ -93,11 +91,6 @@ class EnvironmentSerializer(RowSerializerMixin, serializers.ModelSerializer):
                   "ssh_keys", "vms"]
         read_only_fields = ["error", "expires_at", "created_at", "updated_at"]
         extra_kwargs = {"expires_at": {"help_text": "null when the environment never expires"}}
-
-    def validate_id(self, value):
-        if error := env_id_error(value):
-            raise serializers.ValidationError(error)
-        return value
 
     def validate_ssh_keys(self, keys):
         out, errors = [], {}
@@ -133,7 +126,7 @@ class HostSerializer(RowSerializerMixin, serializers.ModelSerializer):
     """A registered agent. Written: its registration (`addr`, optional `api_key` and `drain`); a PATCH sets
     `drain` or `api_key`. The key is never shown."""
 
-    addr = serializers.CharField(max_length=255, help_text="host:port of the agent")
+    addr = serializers.CharField(max_length=255, validators=[ADDR], help_text="host:port of the agent")
     api_key = serializers.CharField(max_length=255, write_only=True, required=False, allow_blank=True,
                                     help_text="the key for this agent (default: the controller's agent key)")
     state = NamedChoiceField("HostState", HostState.choices, read_only=True)
@@ -166,9 +159,7 @@ class HostSerializer(RowSerializerMixin, serializers.ModelSerializer):
         return fields
 
     def validate_addr(self, value):
-        value = value.strip().rstrip("/")
-        if not ADDR.match(value):
-            raise serializers.ValidationError("must be host:port (e.g. 10.0.0.2:9100)")
+        value = value.rstrip("/")
         port = int(value.rsplit(":", 1)[1])
         if not 1 <= port <= 65535:
             raise serializers.ValidationError("port must be 1-65535")

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ttproject.api.auth import is_operator, principal
+from ttproject.vocabulary import NAME_PATTERN
 
 from .. import hosts, lifecycle, queries
 from ..choices import EnvState, HostState
@@ -52,7 +53,7 @@ def _accepted(description: str) -> OpenApiResponse:
 class EnvViewSet(viewsets.ViewSet):
     """Environments: a named group of VMs placed across hosts, with a lifetime."""
 
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = NAME_PATTERN
 
     def _env(self, request, pk) -> Environment:
         env = visible_envs(request).filter(pk=pk).first()
@@ -127,7 +128,9 @@ class OperatorOnly:
             raise PermissionDenied("hosts are managed by operators")
 
 
-HOST_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="the host's id")
+MAX_HOST_ID = 2**63 - 1  # BigAutoField
+HOST_ID = OpenApiParameter("id", {"type": "integer", "minimum": 1, "maximum": MAX_HOST_ID}, OpenApiParameter.PATH,
+                           description="the host's id")
 
 
 @extend_schema_view(retrieve=extend_schema(parameters=[HOST_ID]), partial_update=extend_schema(parameters=[HOST_ID]),
@@ -135,8 +138,10 @@ HOST_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="the ho
 class HostViewSet(OperatorOnly, viewsets.ViewSet):
     """Agents the controller places VMs on."""
 
+    lookup_value_regex = "[0-9]+"
+
     def _host_id(self, pk) -> int:
-        if not str(pk).isdigit() or not Host.objects.filter(pk=pk).exists():
+        if int(pk) > MAX_HOST_ID or not Host.objects.filter(pk=pk).exists():
             raise Http404(f"host {pk!r} not found")
         return int(pk)
 

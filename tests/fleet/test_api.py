@@ -77,6 +77,10 @@ def test_lifetime_zero_never_expires(api):
     ({"id": "a/b"}, "id"),
     ({"id": "x" * 129}, "id"),
     ({"id": ""}, "id"),
+    ({"id": "tnl\n"}, "id"),
+    ({"id": "a\nb"}, "id"),
+    ({"vms": [{"image": "alp\nine"}]}, "vms"),
+    ({"vms": [{"image": "two words"}]}, "vms"),
     ({"vms": []}, "vms"),
     ({"ssh_keys": []}, "ssh_keys"),
     ({"ssh_keys": ["ssh-ed25519 not-base64!"]}, "ssh_keys"),
@@ -135,7 +139,8 @@ def test_no_hosts_is_422(api):
 
 
 def test_unknown_ids_are_404(api):
-    for path in ("/api/envs/nope", "/api/vms/nope", "/api/hosts/99", "/api/hosts/abc"):
+    for path in ("/api/envs/nope", "/api/vms/nope", "/api/hosts/99", "/api/hosts/abc", "/api/hosts/" + "9" * 30,
+                 "/api/envs/tnl%0A", "/api/vms/.hidden-0"):
         r = api.get(path)
         assert r.status_code == 404 and r.json()["detail"], path
     assert api.delete("/api/envs/nope").status_code == 404
@@ -227,8 +232,9 @@ def test_hosts_unreachable_invalid_and_delete_rules(api):
 
 def test_drain_via_patch_stops_placements(api):
     host = make_host()
-    r = api.patch(f"/api/hosts/{host.id}", {"drain": True}, format="json")
+    r = api.patch(f"/api/hosts/{host.id}", {"drain": True, "addr": "10.9.9.9:1"}, format="json")
     assert r.status_code == 200 and r.json()["drain"] is True
+    assert r.json()["addr"] == host.addr  # the address stays the one registered
     assert api.post("/api/envs", env_body(), format="json").status_code == 422
 
 
