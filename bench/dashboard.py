@@ -63,7 +63,7 @@ def main():
             times.append(time.perf_counter() - start)
         return len(queries), statistics.median(times)
 
-    with override_settings(ROOT_URLCONF="tests.e2e.urls_controller", API_KEY=None):
+    with override_settings(ROOT_URLCONF="ttproject.urls.controller", API_KEY=None):
         dash_q, dash_t = measure("/dashboard.json", dashboard_data)
         base_q, base_t = measure("/api/status", fleet_status)
     print(f"fleet: {args.hosts} hosts, {args.envs} envs x 2 VMs; {args.reps} reps, medians")

@@ -3,7 +3,9 @@
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 
-from . import lifecycle
+from ttproject.errors import DomainError
+
+from . import hosts, lifecycle
 from .models import Environment, Host, Vm
 
 
@@ -24,6 +26,21 @@ class HostAdmin(admin.ModelAdmin):
     @admin.display(description="live VMs", ordering="_live")
     def live_vms(self, obj):
         return obj._live
+
+    def has_delete_permission(self, request, obj=None):
+        # A host with live VMs is not deleted (their reservations would vanish with it).
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or not obj.vms.filter(gone=False).exists())
+
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, [obj])
+
+    def delete_queryset(self, request, queryset):
+        for host in queryset:
+            try:
+                hosts.remove_host(host.pk)
+            except DomainError as exc:
+                self.message_user(request, exc.message, level=messages.ERROR)
 
     @admin.action(description="Drain: take no new placements")
     def drain(self, request, queryset):

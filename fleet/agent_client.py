@@ -50,9 +50,9 @@ class AgentInfoSerializer(serializers.Serializer):
 class AgentError(UpstreamFailed):
     """An agent failed, did not answer, or answered what no ttstack agent would. `status`: its HTTP status."""
 
-    def __init__(self, message: str, *, status: int | None = None, unreachable: bool = False):
+    def __init__(self, message: str, *, status: int | None = None):
         super().__init__(message)
-        self.status, self.unreachable = status, unreachable
+        self.status = status
 
 
 def _detail(response: httpx.Response) -> str:
@@ -85,11 +85,10 @@ def parallel(fn: Callable, items: Iterable) -> list:
 class AgentClient:
     def __init__(self, addr: str, api_key: str | None = None, *, timeout: float | None = None):
         self.addr = addr
-        self.base_url = addr if "://" in addr else f"http://{addr}"
         key = api_key or conf.AGENT_KEY or settings.API_KEY
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.timeout = timeout or conf.AGENT_TIMEOUT
-        self.http = httpx.Client(base_url=self.base_url, headers=headers,
+        self.http = httpx.Client(base_url=addr if "://" in addr else f"http://{addr}", headers=headers,
                                  timeout=httpx.Timeout(self.timeout, connect=min(5.0, self.timeout)))
 
     @classmethod
@@ -109,11 +108,10 @@ class AgentClient:
         try:
             response = self.http.request(method, path, timeout=timeout or httpx.USE_CLIENT_DEFAULT, **kwargs)
         except httpx.TimeoutException as exc:
-            raise AgentError(f"agent {self.addr}: no answer to {method} {path} in time ({type(exc).__name__})",
-                             unreachable=True) from exc
+            raise AgentError(
+                f"agent {self.addr}: no answer to {method} {path} in time ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
-            raise AgentError(f"agent {self.addr} unreachable: {exc or type(exc).__name__}",
-                             unreachable=True) from exc
+            raise AgentError(f"agent {self.addr} unreachable: {exc or type(exc).__name__}") from exc
         if response.status_code in ok:
             return response
         if response.status_code in (401, 403):
@@ -148,10 +146,6 @@ class AgentClient:
     def create_vm(self, body: dict) -> dict:
         response = self._call("POST", "/api/vms", json=body, ok=(200, 201), timeout=conf.AGENT_CREATE_TIMEOUT)
         return self._json(response, "POST /api/vms")
-
-    def get_vm(self, vm_id: str) -> dict | None:
-        response = self._call("GET", f"/api/vms/{vm_id}", ok=(200, 404))
-        return None if response.status_code == 404 else self._json(response, "GET /api/vms/{id}")
 
     def delete_vm(self, vm_id: str) -> bool:
         """True when the VM is gone (deleted now or unknown to the agent already)."""

@@ -1,8 +1,8 @@
 """The controller's periodic work: heartbeat + reconciliation, expiry, retried deletes.
 
-It runs in exactly one place: `manage fleet_loop`, a child process `ttstack controller` supervises
-next to its worker. Should several be started (scale-out), a lease row lets only one work at a time;
-the others wait to take over when its lease lapses. Everything it does is driven by the database, so
+It runs as `manage fleet_loop`, a child process every controller worker (`ttstack controller`,
+`ttstack worker controller`) supervises next to its job workers. With several workers (scale-out), a
+lease row lets only one loop work at a time; the others wait to take over when its lease lapses. Everything it does is driven by the database, so
 a restart resumes where it stopped: expired environments are found by `expires_at`, VMs still to
 delete by their `doomed`/`gone` flags.
 """
@@ -16,7 +16,7 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.db.models import Q
 from django.utils import timezone
 
@@ -157,37 +157,42 @@ class Heartbeat:
                 log.warning("could not destroy orphan VM %s on %s: %s", vm_id, host.addr, exc)
 
 
+def _repeat(name: str, period: float, work, stop):
+    """work() every `period` seconds until stop(); a failed round is logged and the next one runs
+    (the loop must outlive a bad round: database briefly locked, agent bug...)."""
+    while not stop():
+        started = time.monotonic()
+        try:
+            close_old_connections()
+            work()
+        except Exception:
+            log.exception("fleet loop: %s round failed", name)
+        time.sleep(max(0.05, period - (time.monotonic() - started)))
+    connections.close_all()  # this thread's
+
+
 def run_forever(stop=lambda: False):
-    """Expiry and retried deletes every tick; the heartbeat in its own thread, so a slow agent never
-    delays an expiry. Both work only while this process holds the lease."""
+    """Three rounds, each in its own thread so none waits for another: expiry (every tick; the database
+    only, no agent call), retried deletes (every tick) and the heartbeat (every TTSTACK_HEARTBEAT s),
+    both of which call agents. So a slow agent never delays an expiry, nor the lease's renewal, which
+    the expiry round does: all three work only while this process holds the lease."""
     holding = threading.Event()
     lease_ttl = max(15.0, conf.HOST_TIMEOUT)
     log.info("fleet loop started (%s): heartbeat %.1f s, host timeout %.1f s, tick %.1f s",
              HOLDER, conf.HEARTBEAT, conf.HOST_TIMEOUT, conf.TICK)
 
-    def beat_forever():
-        heartbeat = Heartbeat()
-        while not stop():
-            started = time.monotonic()
-            try:
-                close_old_connections()
-                if holding.is_set():
-                    heartbeat.beat()
-            except Exception:
-                log.exception("heartbeat round failed")
-            time.sleep(max(0.05, conf.HEARTBEAT - (time.monotonic() - started)))
+    def expiry():
+        if take_lease(lease_ttl):
+            holding.set()
+            lifecycle.expire_envs()
+        else:
+            holding.clear()
 
-    threading.Thread(target=beat_forever, name="fleet-heartbeat", daemon=True).start()
-    while not stop():
-        started = time.monotonic()
-        try:
-            close_old_connections()
-            if take_lease(lease_ttl):
-                holding.set()
-                lifecycle.expire_envs()
-                retry_deletes()
-            else:
-                holding.clear()
-        except Exception:  # the loop must outlive a bad round (database briefly locked, agent bug...)
-            log.exception("fleet loop round failed")
-        time.sleep(max(0.05, conf.TICK - (time.monotonic() - started)))
+    def while_holding(work):
+        return lambda: work() if holding.is_set() else None
+
+    for name, period, work in (("heartbeat", conf.HEARTBEAT, Heartbeat().beat), ("retried deletes", conf.TICK,
+                                                                              retry_deletes)):
+        threading.Thread(target=_repeat, args=(name, period, while_holding(work), stop),
+                         name=f"fleet-{name.replace(' ', '-')}", daemon=True).start()
+    _repeat("expiry", conf.TICK, expiry, stop)

@@ -43,15 +43,6 @@ class Host(models.Model):
     def __str__(self):
         return self.addr
 
-    @property
-    def base_url(self) -> str:
-        return self.addr if "://" in self.addr else f"http://{self.addr}"
-
-    @property
-    def publish_host(self) -> str:
-        """Where a VM's published ports are reached when the agent does not say."""
-        return self.addr.split("://")[-1].rsplit(":", 1)[0]
-
     def apply_info(self, info: dict):
         """Copy an agent's /api/info answer onto the row (not saved)."""
         res = info.get("resources") or {}
@@ -141,7 +132,8 @@ class Vm(models.Model):
     id = models.CharField(primary_key=True, max_length=140)
     env = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="vms")
     index = models.PositiveSmallIntegerField(default=0)
-    # SET_NULL only ever hits VMs already gone: a host with live VMs cannot be deleted.
+    # SET_NULL only ever hits VMs already gone: a host with live VMs is never deleted (fleet.hosts.remove_host,
+    # the only way the API and the admin delete hosts, refuses it).
     host = models.ForeignKey(Host, on_delete=models.SET_NULL, null=True, related_name="vms")
     image = models.CharField(max_length=255)
     engine = models.CharField(max_length=16)

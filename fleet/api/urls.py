@@ -14,5 +14,4 @@ urlpatterns = [
     re_path(rf"^api/vms/(?P<pk>{NAME_PATTERN})$", views.VmDetail.as_view(), name="vm-detail"),
     path("api/images", views.images, name="images"),
     path("api/status", views.fleet_status, name="status"),
-    path("", views.index, name="index"),
 ]

@@ -6,9 +6,8 @@ from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
-from rest_framework.decorators import action, api_view, permission_classes
+from rest_framework.decorators import action, api_view
 from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -195,11 +194,3 @@ def fleet_status(request):
     """Hosts total/online, environments, VMs, cpu/mem/disk total and used."""
     return Response(FleetStatusSerializer(queries.fleet_status()).data)
 
-
-@extend_schema(exclude=True)
-@api_view(["GET"])
-@permission_classes([AllowAny])
-def index(request):
-    """A placeholder for the dashboard: what the controller is and where its API lives."""
-    return Response({"service": "ttstack controller", "api": "/api/", "docs": "/api/docs/",
-                     "status": "/api/status", "admin": "/admin/"})

@@ -2,8 +2,7 @@
 and the heartbeat records the error instead of failing. The "agent" is a tiny HTTP server on 127.0.0.1."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
 
 import pytest
 from rest_framework.test import APIClient
@@ -12,7 +11,7 @@ from fleet.choices import HostState
 from fleet.loop import Heartbeat
 from fleet.models import Host
 
-from .helpers import agent_info
+from .helpers import agent_info, local_http_server
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.urls("ttproject.urls.controller")]
 
@@ -20,31 +19,12 @@ pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.urls("ttp
 @pytest.fixture
 def junk_agent():
     """Factory: answer(body, status=200, content_type=...) -> the address of a server answering just that."""
-    servers = []
+    with ExitStack() as servers:
+        def answer(body, status=200, content_type="application/json"):
+            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+            return servers.enter_context(local_http_server(lambda method, path: (status, content_type, payload)))
 
-    def answer(body, status=200, content_type="application/json"):
-        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return f"127.0.0.1:{server.server_address[1]}"
-
-    yield answer
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+        yield answer
 
 
 def info_with(**changes):
