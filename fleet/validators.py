@@ -17,6 +17,8 @@ ENV_ID = RegexValidator(rf"\A{NAME_PATTERN}\Z",
                         "must be 1-128 characters of A-Z a-z 0-9 . _ - and must not start with a dot")
 IMAGE = RegexValidator(r"\A[^\s\x00-\x1f\x7f]+\Z", "must not contain blanks or control characters")
 ADDR = RegexValidator(r"\A(https?://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5}/?\Z", "must be host:port (e.g. 10.0.0.2:9100)")
+# Keys go in an HTTP header (Authorization: Bearer KEY): visible ASCII, no blanks.
+API_KEY = RegexValidator(r"\A[\x21-\x7e]*\Z", "must be visible ASCII characters without blanks")
 HOSTNAME = RegexValidator(rf"\A{HOSTNAME_PATTERN}\Z", "must be one RFC 1123 label")
 
 

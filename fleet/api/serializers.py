@@ -15,7 +15,7 @@ from ttproject.vocabulary import DEFAULT_ENGINE, ENGINES, MAX_PORTS_PER_VM
 from .. import conf
 from ..choices import IMAGE_FREE_ENGINES, EnvState, HostState, VmState
 from ..models import Environment, Host, Vm
-from ..validators import ADDR, ENV_ID, HOSTNAME, IMAGE, validate_ssh_key
+from ..validators import ADDR, API_KEY, ENV_ID, HOSTNAME, IMAGE, validate_ssh_key
 from .fields import NamedChoiceField
 from .rows import RowSerializerMixin
 
@@ -128,6 +128,7 @@ class HostSerializer(RowSerializerMixin, serializers.ModelSerializer):
 
     addr = serializers.CharField(max_length=255, validators=[ADDR], help_text="host:port of the agent")
     api_key = serializers.CharField(max_length=255, write_only=True, required=False, allow_blank=True,
+                                    validators=[API_KEY],
                                     help_text="the key for this agent (default: the controller's agent key)")
     state = NamedChoiceField("HostState", HostState.choices, read_only=True)
     engines = serializers.ListField(child=serializers.CharField(), read_only=True,

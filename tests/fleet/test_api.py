@@ -223,6 +223,8 @@ def test_hosts_unreachable_invalid_and_delete_rules(api):
     assert r.status_code == 400 and "cannot register" in r.json()["detail"]
     assert api.post("/api/hosts", {"addr": "not an addr"}, format="json").status_code == 400
     assert api.post("/api/hosts", {}, format="json").status_code == 400
+    r = api.post("/api/hosts", {"addr": addr, "api_key": "clé ±"}, format="json")  # goes in a header: ASCII
+    assert r.status_code == 400 and "api_key" in r.json()["detail"]
     assert Host.objects.count() == 0
     host = make_host()
     assert api.post("/api/hosts", {"addr": host.addr}, format="json").status_code == 409
