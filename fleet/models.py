@@ -58,25 +58,22 @@ class Host(models.Model):
         self.vm_count = int(info.get("vm_count") or 0)
 
 
-def reservation_sums() -> dict:
-    """Aggregates over live Vm rows: the cpu, mem and disk they reserve, and how many there are."""
-    running = ~Q(state=VmState.STOPPED) | Q(env__state=EnvState.STARTING)
-
-    def held(field):
-        return Sum(Case(When(running, then=F(field)), default=Value(0), output_field=IntegerField()))
-
-    return {"cpu": held("cpu"), "mem": held("mem"), "disk": Sum("disk"), "vms": models.Count("id")}
-
-
 def reserved_by_host(host_ids=None, exclude_env: str | None = None) -> dict[int, dict]:
     """{host pk: {"cpu","mem","disk","vms"}} reserved by the controller's own live VMs (one query),
     leaving out those of `exclude_env` when given."""
+    running = ~Q(state=VmState.STOPPED) | Q(env__state=EnvState.STARTING)
     vms = Vm.objects.filter(LIVE)
     if host_ids is not None:
         vms = vms.filter(host_id__in=host_ids)
     if exclude_env is not None:
         vms = vms.exclude(env_id=exclude_env)
-    return {r["host_id"]: r for r in vms.values("host_id").annotate(**reservation_sums())}
+    rows = vms.values("host_id").annotate(
+        cpu=Sum(Case(When(running, then=F("cpu")), default=Value(0), output_field=IntegerField())),
+        mem=Sum(Case(When(running, then=F("mem")), default=Value(0), output_field=IntegerField())),
+        disk=Sum("disk"),
+        vms=models.Count("id"),
+    )
+    return {r["host_id"]: r for r in rows}
 
 
 class Environment(models.Model):

@@ -33,7 +33,7 @@ IMAGE_FIELDS = ("name", "kind", "format", "size", "engines")
 
 
 def dashboard_data() -> dict:
-    """Everything the dashboard shows, in 7 queries whatever the fleet's size: the API's serializers over
+    """Everything the dashboard shows, in 8 queries whatever the fleet's size: the API's serializers over
     the API's rows, cut to what the dashboard needs."""
     hosts = [{k: h[k] for k in HOST_FIELDS} | {"images": len(h["images"] or [])}
              for h in HostSerializer(queries.host_rows(), many=True).data]
