@@ -13,11 +13,13 @@ from rest_framework.permissions import BasePermission
 
 from ttproject.api.auth import OPERATOR
 
+from . import conf
+
 HEADER = "HTTP_X_LOCAL_TOKEN"
 
 
 def token_dir() -> Path:
-    return Path(os.environ.get("TTSTACK_TOKEN_DIR", Path.home() / ".tartvm-manager")).expanduser()
+    return Path(conf.TOKEN_DIR)
 
 
 def token_path() -> Path:

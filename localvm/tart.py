@@ -42,7 +42,7 @@ def argv(*args: str) -> list[str]:
 
 
 def timeout(cmd: str) -> float:
-    return conf.TIMEOUTS[cmd]
+    return conf.tart_timeout(cmd)
 
 
 def error_for(cmd: list[str], code: int, stderr: str) -> TartError:

@@ -19,8 +19,8 @@ def test_progress_lines_lose_terminal_escapes():
     assert rest.endswith("2")
 
 
-def test_missing_vm_is_not_found(tmp_path, monkeypatch):
-    monkeypatch.setattr(conf, "TART_BIN", str(TART))
+def test_missing_vm_is_not_found(tmp_path, monkeypatch, settings):
+    settings.LOCALVM_TART_BIN = str(TART)
     monkeypatch.setenv("TART_DOUBLE_STATE", str(tmp_path))
     with pytest.raises(tart.NotFound) as exc:
         tart.get("ghost")
@@ -28,8 +28,8 @@ def test_missing_vm_is_not_found(tmp_path, monkeypatch):
     assert tart.list_vms() == []
 
 
-def test_missing_binary(monkeypatch):
-    monkeypatch.setattr(conf, "TART_BIN", "/nonexistent/tart")
+def test_missing_binary(settings):
+    settings.LOCALVM_TART_BIN = "/nonexistent/tart"
     with pytest.raises(tart.TartMissing):
         tart.version()
     with pytest.raises(tart.TartMissing):
@@ -72,8 +72,8 @@ def test_stop_falls_back_to_plain_stop(ctx, monkeypatch):
 
 
 @pytest.mark.django_db
-def test_prune_keeps_recent_and_bounded_history(monkeypatch):
-    monkeypatch.setattr(conf, "TASK_KEEP", 5)
+def test_prune_keeps_recent_and_bounded_history(settings):
+    settings.LOCALVM_TASK_KEEP = 5
     old = timezone.now() - timedelta(days=conf.TASK_KEEP_DAYS + 1)
     for i in range(8):
         Task.objects.create(action="localvm.pull", target=f"t{i}", status=TaskStatus.COMPLETED)
