@@ -11,7 +11,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 
-from ttproject.api.auth import OPERATOR
+from ttproject.api.auth import OPERATOR, query_token
 
 from . import conf
 
@@ -71,3 +71,8 @@ class HasLocalToken(BasePermission):
 
     def has_permission(self, request, view):
         return bool(request.user and request.user.is_authenticated)
+
+
+def ws_principal(scope):
+    """localvm's WebSockets: the local token as `?token=` (settings.WEBSOCKET_AUTHENTICATION)."""
+    return OPERATOR if token_matches(query_token(scope)) else None

@@ -18,11 +18,3 @@ class OwnerTokenScheme(OpenApiAuthenticationExtension):
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "An owner's personal API token."}
 
-
-class LocalTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "localvm.auth.LocalTokenAuthentication"
-    name = "localToken"
-
-    def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "X-Local-Token",
-                "description": "The token in ~/.tartvm-manager/token."}

@@ -131,6 +131,12 @@ _AUTH_BY_ROLE = {
     "agent": ["ttproject.api.auth.ApiKeyAuthentication"],
     "localvm": ["localvm.auth.LocalTokenAuthentication"],
 }
+# Who may open a task WebSocket (`?token=`): a function of the ASGI scope, per role.
+WEBSOCKET_AUTHENTICATION = {
+    "controller": "ttproject.api.auth.owner_ws_principal",
+    "agent": "ttproject.api.auth.api_key_ws_principal",
+    "localvm": "localvm.auth.ws_principal",
+}[ROLE]
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": _AUTH_BY_ROLE[ROLE],
     "DEFAULT_PERMISSION_CLASSES": [
