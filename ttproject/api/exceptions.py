@@ -2,9 +2,8 @@
 
 import logging
 
-from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
+from django.http import JsonResponse
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
@@ -27,12 +26,6 @@ class Unprocessable(APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     default_detail = "The request cannot be carried out."
     default_code = "unprocessable"
-
-
-class NotImplementedYet(APIException):
-    status_code = status.HTTP_501_NOT_IMPLEMENTED
-    default_detail = "Not implemented."
-    default_code = "not_implemented"
 
 
 class BadGateway(APIException):
@@ -117,13 +110,3 @@ bad_request = _json_handler(400, "Bad request.")
 permission_denied = _json_handler(403, "Permission denied.")
 page_not_found = _json_handler(404, "Not found.")
 server_error = _json_handler(500, "Internal server error.")
-
-__all__ = [
-    "BadGateway",
-    "Conflict",
-    "Http404",
-    "NotImplementedYet",
-    "PermissionDenied",
-    "Unprocessable",
-    "json_exception_handler",
-]
