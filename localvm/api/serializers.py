@@ -20,7 +20,8 @@ def check_oci(value: str) -> str:
 
 
 class GitHubTokenSerializer(serializers.Serializer):
-    token = serializers.CharField(allow_blank=True, trim_whitespace=True, max_length=255)
+    token = serializers.CharField(allow_blank=True, allow_null=True, trim_whitespace=True, max_length=255,
+                                  help_text='The token; "" or null clears it.')
 
     def validate_token(self, value):
         if value and any(ch.isspace() for ch in value):

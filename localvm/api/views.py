@@ -124,7 +124,7 @@ class GitHubTokenView(LocalView):
         return Response(github.token_status())
 
     @extend_schema(request=s.GitHubTokenSerializer, responses=s.GitHubTokenStatusSerializer,
-                   summary="Set the GitHub token (empty string clears it)")
+                   summary="Set the GitHub token (an empty string or null clears it)")
     def post(self, request):
         data = s.GitHubTokenSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -85,3 +85,30 @@ def test_prune_keeps_recent_and_bounded_history(settings):
     assert "stale" not in left and "live" in left
     assert len(left - {"live"}) == 5
     assert {"t7", "t6", "t5", "t4", "t3"} <= left
+
+
+class _Run:
+    """Stands in for the `tart run` Popen: exits (returns a code) after `alive` polls."""
+
+    def __init__(self, alive: int):
+        self.alive = alive
+
+    def poll(self):
+        self.alive -= 1
+        return None if self.alive >= 0 else 1
+
+
+def test_wait_ip_polls_until_an_address_then_stops(monkeypatch):
+    answers = iter([None, None, "192.168.64.7"])
+    monkeypatch.setattr(tart, "ip", lambda name: next(answers))
+    ticks = []
+    assert tart.wait_ip("vm", _Run(alive=10), poll=0.01, wait=5, on_tick=lambda: ticks.append(1)) == "192.168.64.7"
+    assert len(ticks) == 3
+
+
+def test_wait_ip_gives_up_with_none_and_fails_when_tart_run_dies(monkeypatch):
+    monkeypatch.setattr(tart, "ip", lambda name: None)
+    assert tart.wait_ip("vm", _Run(alive=1000), poll=0.05, wait=0.3) is None
+    with pytest.raises(tart.TartError) as died:
+        tart.wait_ip("vm", _Run(alive=2), poll=0.01, wait=5)
+    assert "exited with code 1" in str(died.value) and died.value.exit_code == 1

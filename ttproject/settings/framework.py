@@ -90,6 +90,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{ROLE}-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- cache: shared by a role's web and worker processes (localvm: inventory, VM configs, GitHub catalogue),
+# so it is a table of the role's own database (made by localvm's migration 0002 and by the test runner).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "ttstack_cache",
+                "OPTIONS": {"MAX_ENTRIES": 10000}},
+    # django-q2 writes its cluster statistics twice a second: they stay in the process, off the database.
+    "process": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+}
+
 # --- channels and django-q2: Redis when REDIS_URL is set, else in-process / ORM ---------------
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -114,6 +123,7 @@ Q_CLUSTER = {
     "poll": 0.1,
     "save_limit": 200,
     "label": "Queued jobs",
+    "cache": "process",
     "sync": env["TASKS_SYNC"],
 }
 if env["QUEUE"] == "redis" and REDIS_URL:
