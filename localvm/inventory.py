@@ -125,7 +125,8 @@ def refresh() -> list[dict]:
         was_running = {vm["name"]: vm.get("ip_address") for vm in (snapshot or {}).get("vms", [])
                        if vm.get("status") == "running"}
         vms = fetch(was_running, known_ips=was_running)
-        cache.set(INVENTORY_KEY, {"vms": vms, "started_at": started, "refreshed_at": time.time()}, timeout=None)
+        snapshot = {"vms": vms, "started_at": started, "refreshed_at": time.time()}
+        cache.set(INVENTORY_KEY, snapshot, timeout=None)
         return vms
 
 

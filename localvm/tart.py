@@ -260,8 +260,9 @@ def wait_ip(name: str, proc: subprocess.Popen, *, poll: float, wait: float,
         except TartTimeout:
             return None
 
+    # Retried while no address came; an error (tart run died) is not retried: it ends the wait.
     polling = tenacity.Retrying(
-        retry=tenacity.retry_if_result(lambda address: not address),  # an error is not retried: it ends the wait
+        retry=tenacity.retry_if_result(lambda address: not address),
         wait=tenacity.wait_fixed(poll), stop=tenacity.stop_after_delay(wait),
         retry_error_callback=lambda state: None,
     )

@@ -40,6 +40,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ttproject.middleware.RequestIdMiddleware",
+    "ttproject.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "ttproject.middleware.ContentSecurityPolicyMiddleware",
@@ -153,8 +155,8 @@ REST_FRAMEWORK = {
         "localvm.auth.HasLocalToken" if ROLE == "localvm" else "ttproject.api.auth.ApiKeyRequired"
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["ttproject.api.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "ttproject.api.schema.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "ttproject.api.exceptions.json_exception_handler",
     "UNAUTHENTICATED_USER": None,
