@@ -7,20 +7,10 @@ in docs/settings.md; tests change them with `override_settings(FLEET_HEARTBEAT=.
 from ttproject.appconf import settings_reader
 from ttproject.vocabulary import MAX_PORTS_PER_VM  # noqa: F401 - read as conf.MAX_PORTS_PER_VM by fleet.api
 
+# conf.HEARTBEAT is settings.FLEET_HEARTBEAT, and so on.
 __getattr__ = settings_reader(
-    HEARTBEAT="FLEET_HEARTBEAT",
-    HOST_TIMEOUT="FLEET_HOST_TIMEOUT",
-    ORPHAN_GRACE="FLEET_ORPHAN_GRACE",
-    DEFAULT_LIFETIME="FLEET_DEFAULT_LIFETIME",
-    MAX_LIFETIME="FLEET_MAX_LIFETIME",
-    PLACEMENT="FLEET_PLACEMENT",
-    CPU_OVERCOMMIT="FLEET_CPU_OVERCOMMIT",
-    AGENT_TIMEOUT="FLEET_AGENT_TIMEOUT",
-    AGENT_CREATE_TIMEOUT="FLEET_AGENT_CREATE_TIMEOUT",
-    TICK="FLEET_TICK",
-    DELETE_RETRY="FLEET_DELETE_RETRY",
-    AGENT_KEY="FLEET_AGENT_KEY",
-)
+    "FLEET_", "HEARTBEAT", "HOST_TIMEOUT", "ORPHAN_GRACE", "DEFAULT_LIFETIME", "MAX_LIFETIME", "PLACEMENT",
+    "CPU_OVERCOMMIT", "AGENT_TIMEOUT", "AGENT_CREATE_TIMEOUT", "TICK", "DELETE_RETRY", "AGENT_KEY")
 
 # Bounds of a VM spec (not settings): anything above is "absurd" and refused before placement.
 MAX_CPU = 1024

@@ -1,6 +1,6 @@
 """Module attributes that read Django settings at every access, for the apps' `conf` modules.
 
-    __getattr__ = settings_reader(HEARTBEAT="FLEET_HEARTBEAT", ...)
+    __getattr__ = settings_reader("FLEET_", "HEARTBEAT", "TICK", ...)
 
 makes `conf.HEARTBEAT` return `settings.FLEET_HEARTBEAT` as it is at that moment, so `override_settings`
 and pytest-django's `settings` fixture reach code that reads `conf.HEARTBEAT`.
@@ -11,14 +11,13 @@ from __future__ import annotations
 from django.conf import settings
 
 
-def settings_reader(**names: str):
-    """A module `__getattr__` (PEP 562) mapping attribute names to setting names."""
+def settings_reader(prefix: str, *names: str):
+    """A module `__getattr__` (PEP 562) reading each of `names` as the setting `prefix + name`."""
+    known = frozenset(names)
 
     def __getattr__(name: str):
-        try:
-            setting = names[name]
-        except KeyError:
-            raise AttributeError(f"no setting is read as {name!r} here") from None
-        return getattr(settings, setting)
+        if name not in known:
+            raise AttributeError(f"no setting is read as {name!r} here")
+        return getattr(settings, prefix + name)
 
     return __getattr__

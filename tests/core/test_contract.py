@@ -36,7 +36,9 @@ CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance
 POST_ROUTE = {"controller": "/api/envs", "agent": "/api/vms", "localvm": "/api/vms/pull"}
 # Valid requests may still meet a state that refuses them: 409 (exists, busy) and 422 (an OCI image cannot be
 # started; no GitHub token is set, e.g. after a generated request cleared it).
-ACCEPTED_REFUSALS = '[checks.positive_data_acceptance]\nexpected-statuses = ["2xx", "401", "404", "409", "422"]\n'
+ACCEPTED_REFUSALS = """[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "401", "404", "409", "422"]
+"""
 RUNS = {
     "localvm": {"checks": CHECKS + ",positive_data_acceptance", "exclude": [], "config": ACCEPTED_REFUSALS},
     "agent": {"checks": CHECKS, "exclude": []},
@@ -149,7 +151,8 @@ def test_generated_requests_get_documented_replies_and_no_server_error(servers, 
     config.write_text(RUNS[role].get("config", ""))
     header = (f"X-Local-Token: {server.headers()['X-Local-Token']}" if role == "localvm"
               else f"Authorization: Bearer {API_KEY}")
-    argv = [str(SCHEMATHESIS), "--config-file", str(config), "run", f"{server.url}/api/schema/?format=json", "--url", server.url,
+    argv = [str(SCHEMATHESIS), "--config-file", str(config), "run", f"{server.url}/api/schema/?format=json",
+            "--url", server.url,
             "--checks", RUNS[role]["checks"], *RUNS[role]["exclude"], "--header", header,
             "--max-examples", str(EXAMPLES), "--seed", "20261201", "--phases", "examples,coverage,fuzzing",
             "--workers", "1", "--request-timeout", "30", "--no-shrink", "--suppress-health-check", "all",

@@ -1,8 +1,8 @@
 """Django settings of every ttstack role (DJANGO_SETTINGS_MODULE=ttproject.settings).
 
-TTSTACK_ROLE picks the role (controller, agent, localvm); each role is its own process with its own URLconf and
-database. All apps are installed in every role so one migration history serves them all; only the URLconf
-differs.
+TTSTACK_ROLE picks the role (controller, agent, localvm); each role is its own process with its own URLconf
+and database. All apps are installed in every role so one migration history serves them all; only the
+URLconf differs.
 
 - variables.py declares every environment variable: its setting, type, default and meaning (docs/settings.md
   is generated from it);

@@ -140,11 +140,11 @@ def render_markdown(groups: Iterable[Group]) -> str:
         "<!-- Generated from ttproject/settings/variables.py by `python -m ttproject.settings`;",
         "     tests/core/test_settings.py fails when this file and the declarations differ. -->",
         "",
-        "Every role is configured by environment variables only. Each one is read once, typed, into the Django",
-        "setting named beside it; code reads the setting (through `django.conf.settings` or the app's `conf`",
-        "module), so tests change a value with `override_settings` or pytest-django's `settings` fixture.",
-        "A variable set to an empty string counts as unset. A value that cannot be parsed stops the process at",
-        "start with a message naming the variable.",
+        "Every role is configured by environment variables only. Each one is read once, typed, into the",
+        "Django setting named beside it; code reads the setting (through `django.conf.settings` or the app's",
+        "`conf` module), so tests change a value with `override_settings` or pytest-django's `settings`",
+        "fixture. A variable set to an empty string counts as unset. A value that cannot be parsed stops the",
+        "process at start with a message naming the variable.",
     ]
     for group in groups:
         lines += ["", f"## {group.title}", "", group.intro, "",

@@ -15,6 +15,8 @@ from .catalogue import Group, Values
 from .catalogue import Variable as V
 
 ROLES = tuple(DEFAULT_PORTS)
+BHYVE_UEFI = Path("/usr/local/share/uefi-firmware/BHYVE_UEFI.fd")
+JAIL_TEMPLATES = Path("/usr/local/ttstack/jail-templates")
 
 
 def generated_secret_key(values: Values) -> str:
@@ -55,7 +57,8 @@ SHARED = Group("Every role", "Read by the controller, the agent and localvm alik
     V("TTSTACK_API_KEY", "API_KEY", "string", None,
       "operators' key, sent as `Authorization: Bearer KEY`; unset leaves the controller and agent API open "
       "(`--api-key` sets it; localvm uses its own token)"),
-    V("TTSTACK_BIND", "BIND_ADDR", "string", "0.0.0.0", "listen address (`--bind`); localvm always 127.0.0.1"),
+    V("TTSTACK_BIND", "BIND_ADDR", "string", "0.0.0.0",
+      "listen address (`--bind`); localvm always 127.0.0.1"),
     V("TTSTACK_PORT", "PORT", "integer", lambda v: DEFAULT_PORTS[v["ROLE"]], "listen port (`--port`)",
       default_doc="controller 9200, agent 9100, localvm 8000"),
     V("TTSTACK_ALLOWED_HOSTS", "ALLOWED_HOSTS", "list", ["*"],
@@ -98,7 +101,8 @@ CONTROLLER = Group("Controller (`ttstack controller`)", "The fleet: hosts, envir
       "`best-fit` fills the fullest host that fits, `spread` the emptiest (checked at start)"),
     V("TTSTACK_CPU_OVERCOMMIT", "FLEET_CPU_OVERCOMMIT", "number", 1.0,
       "vCPUs placed per host CPU (1: no overcommit)"),
-    V("TTSTACK_AGENT_TIMEOUT", "FLEET_AGENT_TIMEOUT", "seconds", 10.0, "wait for an agent's answer to short calls"),
+    V("TTSTACK_AGENT_TIMEOUT", "FLEET_AGENT_TIMEOUT", "seconds", 10.0,
+      "wait for an agent's answer to short calls"),
     V("TTSTACK_AGENT_CREATE_TIMEOUT", "FLEET_AGENT_CREATE_TIMEOUT", "seconds", 600.0,
       "wait for an agent to create one VM"),
     V("TTSTACK_FLEET_TICK", "FLEET_TICK", "seconds", 1.0, "seconds between two rounds of the fleet loop "
@@ -119,9 +123,10 @@ AGENT = Group("Agent (`ttstack agent`)", "VMs on this host: engines, storage, po
     V("TTSTACK_PORT_RANGE", "AGENT_PORT_RANGE", "port range", (20000, 65535), "host ports handed to guests"),
     V("TTSTACK_DOCKER_URL", "AGENT_DOCKER_URL", "string", None, "docker daemon",
       default_doc="DOCKER_HOST, else the local socket"),
-    V("TTSTACK_LIBVIRT_URI", "AGENT_LIBVIRT_URI", "string", "qemu:///system", "libvirt connection of the qemu engine"),
-    V("TTSTACK_QEMU_ACCEL", "AGENT_QEMU_ACCEL", "string", "auto", "`auto` (probe KVM, else TCG), `kvm` or `tcg`",
-      choices=("auto", "kvm", "tcg")),
+    V("TTSTACK_LIBVIRT_URI", "AGENT_LIBVIRT_URI", "string", "qemu:///system",
+      "libvirt connection of the qemu engine"),
+    V("TTSTACK_QEMU_ACCEL", "AGENT_QEMU_ACCEL", "string", "auto",
+      "`auto` (probe KVM, else TCG), `kvm` or `tcg`", choices=("auto", "kvm", "tcg")),
     V("TTSTACK_STOP_TIMEOUT", "AGENT_STOP_TIMEOUT", "seconds", 30.0,
       "how long a graceful stop may take before the guest is forced off"),
     V("TTSTACK_ENGINES", "AGENT_ENGINES", "list", list(ENGINES),
@@ -157,12 +162,12 @@ ENGINE_OPTIONS = Group(
         _tool("TTSTACK_BHYVE_BIN", "bhyve", "bhyve binary"),
         _tool("TTSTACK_BHYVELOAD_BIN", "bhyveload", "bhyveload binary"),
         _tool("TTSTACK_BHYVECTL_BIN", "bhyvectl", "bhyvectl binary"),
-        V("TTSTACK_BHYVE_BRIDGE", "AGENT_BHYVE_BRIDGE", "string", "bridge0", "bridge the bhyve guests' taps join"),
+        V("TTSTACK_BHYVE_BRIDGE", "AGENT_BHYVE_BRIDGE", "string", "bridge0",
+          "bridge the bhyve guests' taps join"),
         V("TTSTACK_BHYVE_SUBNET", "AGENT_BHYVE_SUBNET", "string", "10.77.0.0/24",
           "bhyve guest addresses (the bridge holds .1)"),
-        V("TTSTACK_BHYVE_UEFI", "AGENT_BHYVE_UEFI", "path", Path("/usr/local/share/uefi-firmware/BHYVE_UEFI.fd"),
-          "UEFI firmware for images whose loader is uefi", default_doc="`/usr/local/share/uefi-firmware/"
-          "BHYVE_UEFI.fd`"),
+        V("TTSTACK_BHYVE_UEFI", "AGENT_BHYVE_UEFI", "path", BHYVE_UEFI,
+          "UEFI firmware for images whose loader is uefi", default_doc=f"`{BHYVE_UEFI}`"),
         V("TTSTACK_BHYVE_RUN_DIR", "AGENT_BHYVE_RUN_DIR", "path", None,
           "pid files and logs of bhyve guests", default_doc="`DATA_DIR/bhyve`"),
         V("TTSTACK_DHCP_HOSTSFILE", "AGENT_DHCP_HOSTSFILE", "path", None,
@@ -170,8 +175,8 @@ ENGINE_OPTIONS = Group(
         _tool("TTSTACK_JAIL_BIN", "jail", "jail binary"),
         _tool("TTSTACK_JLS_BIN", "jls", "jls binary"),
         _tool("TTSTACK_JEXEC_BIN", "jexec", "jexec binary"),
-        V("TTSTACK_JAIL_TEMPLATE_DIR", "AGENT_JAIL_TEMPLATE_DIR", "path", Path("/usr/local/ttstack/jail-templates"),
-          "jail images: one root tree per image", default_doc="`/usr/local/ttstack/jail-templates`"),
+        V("TTSTACK_JAIL_TEMPLATE_DIR", "AGENT_JAIL_TEMPLATE_DIR", "path", JAIL_TEMPLATES,
+          "jail images: one root tree per image", default_doc=f"`{JAIL_TEMPLATES}`"),
         V("TTSTACK_JAIL_ROOT_DIR", "AGENT_JAIL_ROOT_DIR", "path", Path("/usr/local/ttstack/jails"),
           "roots of the jails (a copy of their template)", default_doc="`/usr/local/ttstack/jails`"),
         V("TTSTACK_JAIL_RUN_DIR", "AGENT_JAIL_RUN_DIR", "path", None,
@@ -180,43 +185,49 @@ ENGINE_OPTIONS = Group(
         V("TTSTACK_JAIL_SUBNET", "AGENT_JAIL_SUBNET", "string", "10.78.0.0/24", "jail addresses"),
         _tool("TTSTACK_IFCONFIG_BIN", "ifconfig", "ifconfig (bhyve taps, jail addresses)"),
         _tool("TTSTACK_PFCTL_BIN", "pfctl", "pfctl (bhyve and jail ports, deny_outgoing)"),
-        V("TTSTACK_PF_ANCHOR", "AGENT_PF_ANCHOR", "string", "ttstack", "pf anchor holding one sub-anchor per guest"),
+        V("TTSTACK_PF_ANCHOR", "AGENT_PF_ANCHOR", "string", "ttstack",
+          "pf anchor holding one sub-anchor per guest"),
         V("TTSTACK_PF_EXT_IF", "AGENT_PF_EXT_IF", "string", None, "interface the pf rdr rules apply on",
           default_doc="any"),
         _tool("TTSTACK_ZFS_BIN", "zfs", "zfs binary (zvol storage)"),
-        V("TTSTACK_ZFS_POOL", "AGENT_ZFS_POOL", "string", None, "pool of the zvol storage (dataset POOL/ttstack)"),
+        V("TTSTACK_ZFS_POOL", "AGENT_ZFS_POOL", "string", None,
+          "pool of the zvol storage (dataset POOL/ttstack)"),
         V("TTSTACK_ZFS_DATASET", "AGENT_ZFS_DATASET", "string", None, "dataset of the zvol storage",
           default_doc="`ZFS_POOL/ttstack`"),
-        V("TTSTACK_ZVOL_DEV_DIR", "AGENT_ZVOL_DEV_DIR", "path", Path("/dev/zvol"), "where zvols appear as devices",
-          default_doc="`/dev/zvol`"),
+        V("TTSTACK_ZVOL_DEV_DIR", "AGENT_ZVOL_DEV_DIR", "path", Path("/dev/zvol"),
+          "where zvols appear as devices", default_doc="`/dev/zvol`"),
     ))
 
 # de taartenfabriek's tart timeouts (seconds), one variable per command.
-TART_TIMEOUTS = {"list": 5, "get": 10, "ip": 4, "stop": 40, "delete": 60, "pull": 3600, "clone": 120, "set": 30,
-                 "version": 5}
+TART_TIMEOUTS = {"list": 5, "get": 10, "ip": 4, "stop": 40, "delete": 60, "pull": 3600, "clone": 120,
+                 "set": 30, "version": 5}
 
 LOCALVM = Group("localvm (`ttstack localvm`)", "The `tart` CLI on a Mac, on 127.0.0.1 only.", (
     V("TTSTACK_TART_BIN", "LOCALVM_TART_BIN", "string", "tart", "path or name (looked up on PATH) of tart"),
     V("TTSTACK_TOKEN_DIR", "LOCALVM_TOKEN_DIR", "path", lambda v: Path.home() / ".tartvm-manager",
-      "directory (0700) of the `token` file (0600) the API and the page need", default_doc="`~/.tartvm-manager`"),
+      "directory (0700) of the `token` file (0600) the API and the page need",
+      default_doc="`~/.tartvm-manager`"),
     V("TTSTACK_GITHUB_API", "LOCALVM_GITHUB_API", "url", "https://api.github.com",
       "GitHub REST API base URL (the tests point it at a local fake)"),
     V("TTSTACK_GITHUB_ORG", "LOCALVM_GITHUB_ORG", "string", "cirruslabs", "owner of the macOS images"),
     V("TTSTACK_GITHUB_TIMEOUT", "LOCALVM_GITHUB_TIMEOUT", "seconds", 15.0, "timeout of one GitHub request"),
     V("TTSTACK_GITHUB_CACHE_TTL", "LOCALVM_GITHUB_CACHE_TTL", "seconds", 300.0,
       "how long the image catalogue is cached"),
-    V("TTSTACK_GITHUB_MAX_PAGES", "LOCALVM_GITHUB_MAX_PAGES", "integer", 20, "Link pages followed per listing"),
+    V("TTSTACK_GITHUB_MAX_PAGES", "LOCALVM_GITHUB_MAX_PAGES", "integer", 20,
+      "Link pages followed per listing"),
     V("TTSTACK_CONFIG_CACHE_TTL", "LOCALVM_CONFIG_CACHE_TTL", "seconds", 60.0,
       "how long a VM's `tart get` config is served from the cache (`?force_refresh=true` skips it)"),
     V("TTSTACK_INVENTORY_WORKERS", "LOCALVM_INVENTORY_WORKERS", "integer", 32,
       "parallel `tart ip` calls during a refresh"),
-    V("TTSTACK_START_POLL", "LOCALVM_START_POLL", "seconds", 1.5, "pause between `tart ip` polls after `tart run`"),
+    V("TTSTACK_START_POLL", "LOCALVM_START_POLL", "seconds", 1.5,
+      "pause between `tart ip` polls after `tart run`"),
     V("TTSTACK_START_WAIT", "LOCALVM_START_WAIT", "seconds", 60.0, "how long a start waits for the VM's IP"),
     V("TTSTACK_TASK_KEEP", "LOCALVM_TASK_KEEP", "integer", 500, "finished tasks kept at most"),
-    V("TTSTACK_TASK_KEEP_DAYS", "LOCALVM_TASK_KEEP_DAYS", "number", 7.0, "finished tasks older than this many "
-      "days are pruned"),
-    *(V(f"TTSTACK_TART_TIMEOUT_{cmd.upper()}", f"LOCALVM_TART_TIMEOUT_{cmd.upper()}", "seconds", float(seconds),
-        f"timeout of `tart {'--version' if cmd == 'version' else cmd}`") for cmd, seconds in TART_TIMEOUTS.items()),
+    V("TTSTACK_TASK_KEEP_DAYS", "LOCALVM_TASK_KEEP_DAYS", "number", 7.0,
+      "finished tasks older than this many days are pruned"),
+    *(V(f"TTSTACK_TART_TIMEOUT_{cmd.upper()}", f"LOCALVM_TART_TIMEOUT_{cmd.upper()}", "seconds",
+        float(seconds), f"timeout of `tart {'--version' if cmd == 'version' else cmd}`")
+      for cmd, seconds in TART_TIMEOUTS.items()),
 ))
 
 GROUPS = (SHARED, CONTROLLER, AGENT, ENGINE_OPTIONS, LOCALVM)
