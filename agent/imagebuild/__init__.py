@@ -1,9 +1,12 @@
 """`ttstack image build tiny|docker-tiny`.
 
 - tiny: the small bootable guest (Debian cloud kernel + busybox/dropbear initramfs), written to
-  <TTSTACK_IMAGE_DIR>/tiny (agent.imagebuild.tiny.build_tiny).
+  <TTSTACK_IMAGE_DIR>/tiny (agent.imagebuild.tiny.build_tiny; the guest's scripts are in scripts/tiny/).
 - docker-tiny: the docker image ttstack/tiny:latest, `docker import` of a busybox-static root serving HTTP
   on port 80 (agent.imagebuild.docker_tiny.build_docker_tiny).
+
+Downloaded packages and finished images are kept in the build cache (agent.imagebuild.cache,
+TTSTACK_CACHE_DIR).
 """
 
 from pathlib import Path
