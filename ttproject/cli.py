@@ -5,7 +5,7 @@
     ttstack agent [--port 9100] [--bind ADDR] [--api-key KEY] [--storage file|raw|zvol|zfs]
     ttstack localvm [--port 8000]
     ttstack up                     controller + worker + local agent, host registered, key printed
-    ttstack image build tiny|docker-tiny
+    ttstack image build tiny|docker-tiny|debian-12 [--engine qemu|docker] [--force]
     ttstack manage ROLE ARGS...    any manage.py command for that role
 
 Everything is passed to the child processes through environment variables (see README, "Settings").
@@ -217,10 +217,16 @@ def up(args) -> int:
 
 def image(args) -> int:
     _setup("agent")
-    from agent.imagebuild import build
+    from agent.imagebuild import ENGINES_OF, build
+    from agent.imagebuild.steps import BuildError
 
-    path = build(args.kind, force=args.force)
-    print(path)
+    for engine in [args.engine] if args.engine else ENGINES_OF[args.kind]:
+        try:
+            print(build(args.kind, force=args.force, engine=engine, log=lambda line: print(line, flush=True)),
+                  flush=True)
+        except (BuildError, ValueError) as exc:
+            print(f"ttstack image build {args.kind}: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -263,8 +269,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("image", help="build images for the agent")
     isub = p.add_subparsers(dest="image_command", required=True)
-    b = isub.add_parser("build", help="build a bundled image")
-    b.add_argument("kind", choices=["tiny", "docker-tiny"])
+    from agent.imagebuild import KINDS
+
+    b = isub.add_parser("build", help="build one of ttstack's images (docs/images.md)")
+    b.add_argument("kind", choices=KINDS)
+    b.add_argument("--engine", choices=["qemu", "docker"], default=None,
+                   help="only the image for this engine (default: every engine the image exists for)")
     b.add_argument("--force", action="store_true")
     b.set_defaults(func=image)
 

@@ -66,11 +66,20 @@ def recipe_key(recipe: dict, scripts: Iterable[Path]) -> str:
     return digest.hexdigest()[:12]
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path.lock`` for the duration of a build of ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as fh:
+    """An exclusive lock (``.locks/NAME`` beside ``path``) for the duration of a build of ``path``."""
+    locks = path.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / path.name, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
 

@@ -64,7 +64,9 @@ class Steps:
         prefix = f"[{self.number}/{self.total}]"
         self.say(f"{prefix} {title}")
         began = time.monotonic()
-        result = run(argv, stdin=subprocess.DEVNULL, **kwargs)
+        if "input" not in kwargs:
+            kwargs["stdin"] = subprocess.DEVNULL
+        result = run(argv, **kwargs)
         self.say(f"{prefix} {title}: done in {time.monotonic() - began:.1f} s")
         return result
 
