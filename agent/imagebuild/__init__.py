@@ -5,6 +5,7 @@
 | tiny        | qemu   | Debian cloud kernel + busybox/dropbear initramfs, for fast tests (tiny.py)      |
 | docker-tiny | docker | ttstack/tiny:latest, busybox serving HTTP on port 80 (docker_tiny.py)          |
 | debian-12   | qemu   | Debian 12 cloud disk with cloud-init, grows to the VM's disk (debian_disk.py)  |
+| debian-12   | docker | debian-12:latest (= ttstack/debian-12:latest), sshd as its entry (debian_docker.py) |
 
 Disk images are installed into the agent's image directory (TTSTACK_IMAGE_DIR), docker images into the
 docker daemon. Downloaded packages and finished images are kept in the build cache (agent.imagebuild.cache,
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 # name -> the engines it is built for, in build order
-ENGINES_OF = {"tiny": ("qemu",), "docker-tiny": ("docker",), "debian-12": ("qemu",)}
+ENGINES_OF = {"tiny": ("qemu",), "docker-tiny": ("docker",), "debian-12": ("qemu", "docker")}
 KINDS = tuple(ENGINES_OF)
 
 
@@ -36,6 +37,10 @@ def _builder(kind: str, engine: str) -> Callable:
         from agent.imagebuild import debian_disk
 
         return lambda force, log: debian_disk.build(conf.image_dir(), force=force, log=log)
+    if (kind, engine) == ("debian-12", "docker"):
+        from agent.imagebuild import debian_docker
+
+        return lambda force, log: debian_docker.build(force=force, log=log)
     raise ValueError(f"image {kind!r} is not built for the {engine} engine")
 
 
