@@ -35,21 +35,20 @@ try_seed() {
     done
     return 1
 }
-find_seed() {
+poll_seed() {  # poll_seed N: try N times, 0.2 s apart
     i=0
-    while [ $i -lt 10 ]; do
-        try_seed && return 0
-        usleep 200000
-        i=$((i + 1))
-    done
-    load_modules /etc/tiny/modules.cdrom
-    i=0
-    while [ $i -lt 15 ]; do
+    while [ $i -lt "$1" ]; do
         try_seed && return 0
         usleep 200000
         i=$((i + 1))
     done
     return 1
+}
+# The seed is a virtio disk, or else an IDE cdrom whose drivers are loaded only then.
+find_seed() {
+    poll_seed 10 && return 0
+    load_modules /etc/tiny/modules.cdrom
+    poll_seed 15
 }
 
 # First value of "key: value" in a flat YAML file, without quotes.
