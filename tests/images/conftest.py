@@ -33,18 +33,27 @@ def ssh(port: int, key: Path, command: str, user: str = "root", timeout: float =
 
 
 def wait_ssh(port: int, key: Path, console: Path | None = None, user: str = "root",
-             timeout: float = SSH_WAIT) -> float:
-    """Seconds until ``ssh ... true`` succeeds; the console's tail in the failure otherwise."""
+             timeout: float = SSH_WAIT, refused_grace: float = 240) -> float:
+    """Seconds until ``ssh ... true`` succeeds; the console's tail in the failure otherwise.
+
+    sshd starts after cloud-init has installed the keys, so a key still refused ``refused_grace`` seconds
+    after sshd first answered will not be accepted later: give up then rather than at ``timeout``.
+    """
     started = time.monotonic()
+    refused_since = None
     last = None
     while time.monotonic() - started < timeout:
         last = ssh(port, key, "true", user=user, timeout=30)
         if last.returncode == 0:
             return time.monotonic() - started
+        if "Permission denied" in last.stderr:
+            refused_since = refused_since or time.monotonic()
+            if time.monotonic() - refused_since > refused_grace:
+                break
         time.sleep(2)
     tail = console.read_text(errors="replace")[-4000:] if console and console.exists() else "(no console log)"
-    raise AssertionError(f"no SSH as {user} on 127.0.0.1:{port} within {timeout} s: {last.stderr!r}\n"
-                         f"console:\n{tail}")
+    raise AssertionError(f"no SSH as {user} on 127.0.0.1:{port} after {time.monotonic() - started:.0f} s: "
+                         f"{last.stderr!r}\nconsole:\n{tail}")
 
 
 def make_key(directory: Path, name: str = "id_ed25519") -> Path:
