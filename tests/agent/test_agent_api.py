@@ -24,9 +24,9 @@ KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0d
 
 
 @pytest.fixture(autouse=True)
-def agent_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("TTSTACK_PUBLISH_ADDR", "127.0.0.1")
-    monkeypatch.setenv("TTSTACK_IMAGE_DIR", str(tmp_path / "images"))
+def agent_env(settings, tmp_path):
+    settings.AGENT_PUBLISH_ADDR = "127.0.0.1"
+    settings.AGENT_IMAGE_DIR = tmp_path / "images"
     (tmp_path / "images").mkdir()
     yield tmp_path
     remove_containers_of(conf.host_id())
@@ -195,12 +195,12 @@ def test_images_listing_and_names(agent_env):
     assert image_names.docker_ref("ttstack/tiny") == "ttstack/tiny:latest"
 
 
-def test_ports_probe_unique_and_release(monkeypatch):
+def test_ports_probe_unique_and_release(settings):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        monkeypatch.setenv("TTSTACK_PORT_RANGE", f"{taken}-{taken + 3}")
+        settings.AGENT_PORT_RANGE = (taken, taken + 3)
         a = Vm.objects.create(id="a", image="x", engine="docker", cpu=1, mem=1, disk=1, hostname="a")
         b = Vm.objects.create(id="b", image="x", engine="docker", cpu=1, mem=1, disk=1, hostname="b")
         got_a = ports.allocate(a, [80, 22], "127.0.0.1")
