@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import stat
 import subprocess
 from pathlib import Path
 
@@ -245,6 +246,13 @@ def test_info_shape(client):
     assert "bhyve" in data["engines_unavailable"] and "bhyve" not in data["engines"]
     assert set(data["resources"]) == {"cpu_total", "mem_total", "disk_total", "cpu_used", "mem_used", "disk_used"}
     assert client.get("/api/images").status_code == 200
+
+
+def test_host_id_is_made_once_and_private(settings, tmp_path):
+    settings.DATA_DIR = tmp_path
+    first = conf.host_id()
+    assert stat.S_IMODE((tmp_path / "host_id").stat().st_mode) == 0o600
+    assert conf.host_id() == first and conf.guest_name("v1") == f"tt-{first[:8]}-v1"
 
 
 def test_generated_id_and_reservations(client, docker_tiny):

@@ -115,7 +115,7 @@ CONTROLLER = Group("Controller (`ttstack controller`)", "The fleet: hosts, envir
 
 AGENT = Group("Agent (`ttstack agent`)", "VMs on this host: engines, storage, ports.", (
     V("TTSTACK_IMAGE_DIR", "AGENT_IMAGE_DIR", "path", None,
-      "image directory; its layout is in agent/engines/base.py `Image`", default_doc="`DATA_DIR/images`"),
+      "image directory of the file storage; its layout is in agent/storage/image_dir.py", default_doc="`DATA_DIR/images`"),
     V("TTSTACK_STORAGE", "AGENT_STORAGE", "string", "file",
       "disk storage: `file` (alias `raw`) or `zvol` (alias `zfs`; refused at start when ZFS does not work)"),
     V("TTSTACK_PUBLISH_ADDR", "AGENT_PUBLISH_ADDR", "string", "0.0.0.0",
