@@ -52,7 +52,7 @@ SHARED = Group("Every role", "Read by the controller, the agent and localvm alik
       default_doc="`/var/lib/ttstack` as root, else `~/.ttstack`"),
     V("TTSTACK_SECRET_KEY", "SECRET_KEY", "string", generated_secret_key, "Django's secret key",
       default_doc="generated into `DATA_DIR/secret_key` (0600)"),
-    V("TTSTACK_DEBUG", "DEBUG", "boolean", False, "Django debug mode (never in production)"),
+    V("TTSTACK_DEBUG", "DEBUG", "boolean", False, "Django debug mode (never in production); the client shows tracebacks with it"),
     V("TTSTACK_LOG_LEVEL", "LOG_LEVEL", "string", "INFO", "level of the root logger"),
     V("TTSTACK_API_KEY", "API_KEY", "string", None,
       "operators' key, sent as `Authorization: Bearer KEY`; unset leaves the controller and agent API open "
@@ -230,5 +230,15 @@ LOCALVM = Group("localvm (`ttstack localvm`)", "The `tart` CLI on a Mac, on 127.
       for cmd, seconds in TART_TIMEOUTS.items()),
 ))
 
-GROUPS = (SHARED, CONTROLLER, AGENT, ENGINE_OPTIONS, LOCALVM)
+CLIENT = Group("Client (`ttstack env`, `ttstack host`, ...)",
+               "Read by the command-line client, never by a server; they override the profile of "
+               "`~/.config/ttstack/config.toml` (`ttstack login` writes it).", (
+    V("TTSTACK_URL", None, "url", None, "controller URL", default_doc="the profile's"),
+    V("TTSTACK_TOKEN", None, "string", None, "token sent as `Authorization: Bearer TOKEN`",
+      default_doc="the profile's"),
+    V("TTSTACK_PROFILE", None, "string", None, "profile of the config file to use (`--profile` overrides it)",
+      default_doc="the config's `default_profile`, else `default`"),
+))
+
+GROUPS = (SHARED, CONTROLLER, AGENT, ENGINE_OPTIONS, LOCALVM, CLIENT)
 VARIABLES = tuple(variable for group in GROUPS for variable in group.variables)
