@@ -108,13 +108,6 @@ class InfoSerializer(serializers.Serializer):
     vm_count = serializers.IntegerField()
 
 
-class ErrorSerializer(serializers.Serializer):
-    """Every error reply (ttproject.api.exceptions)."""
-
-    detail = serializers.CharField(help_text="what went wrong, in one line")
-    errors = serializers.DictField(required=False, help_text="field -> messages, on 400 replies")
-
-
 class CreateFailedSerializer(serializers.Serializer):
     """A create whose guest did not come up: the record is kept in state failed (DELETE it to retry)."""
 

@@ -10,6 +10,7 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 from agent.api.serializers import ImageSerializer, ResourcesSerializer  # relayed from the agents
+from ttproject.api.schema import error_responses
 from ttproject.vocabulary import DEFAULT_ENGINE, ENGINES, MAX_PORTS_PER_VM
 
 from .. import conf
@@ -203,14 +204,6 @@ class FleetStatusSerializer(RowSerializerMixin, serializers.Serializer):
     vms_by_state = serializers.DictField(child=serializers.IntegerField(), help_text="state -> count")
 
 
-class ErrorSerializer(serializers.Serializer):
-    """Every error reply."""
-
-    detail = serializers.CharField(help_text="what went wrong, in one line")
-    errors = serializers.DictField(required=False, help_text="validation errors as DRF reports them "
-                                                             "(field -> messages); only on 400 replies")
-
-
 _ERROR_TEXT = {
     400: "invalid request (validation errors in `errors`)",
     401: "API key or owner token missing or wrong",
@@ -222,6 +215,5 @@ _ERROR_TEXT = {
 
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """Error responses for `extend_schema(responses=...)`; 401 is always included."""
-    return {code: OpenApiResponse(ErrorSerializer, description=_ERROR_TEXT[code])
-            for code in sorted({401, *codes})}
+    """Error responses for `extend_schema(responses=...)`, in the fleet's words; 401 is always included."""
+    return error_responses(401, *codes, meanings=_ERROR_TEXT)
