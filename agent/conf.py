@@ -1,7 +1,9 @@
 """Settings of the agent app, read from the Django settings at every call.
 
 The variables, their types, defaults and meanings are declared in ttproject/settings/variables.py and listed
-in docs/settings.md; tests change them with `override_settings(AGENT_PUBLISH_ADDR=...)`.
+in docs/settings.md; tests change them with `override_settings(AGENT_PUBLISH_ADDR=...)`. The layout of the
+image directory is described in agent/storage/image_dir.py; engine and storage names are in
+ttproject.vocabulary.
 """
 
 from __future__ import annotations
@@ -14,19 +16,13 @@ from django.conf import settings
 
 from ttproject import vocabulary
 
-# Aliases read by other agent modules (agent.engines, agent.api, agent.services, agent.startup); the facts
-# themselves live in ttproject.vocabulary.
-ENGINE_NAMES = vocabulary.ENGINES
-VM_ENGINES = vocabulary.VM_ENGINES
-STORAGE_ALIASES = vocabulary.STORAGE_ALIASES
-MAX_PORTS_PER_VM = vocabulary.MAX_PORTS_PER_VM
-
 
 def data_dir() -> Path:
     return Path(settings.DATA_DIR)
 
 
 def image_dir() -> Path:
+    """The file storage's base images (layout: agent/storage/image_dir.py)."""
     return Path(settings.AGENT_IMAGE_DIR or data_dir() / "images")
 
 
@@ -67,7 +63,7 @@ def stop_timeout() -> float:
 
 
 def enabled_engines() -> tuple[str, ...]:
-    return tuple(settings.AGENT_ENGINES) or ENGINE_NAMES
+    return tuple(settings.AGENT_ENGINES) or vocabulary.ENGINES
 
 
 def option(variable: str):
@@ -77,7 +73,8 @@ def option(variable: str):
 
 
 def host_id() -> str:
-    """A stable id of this agent, kept in DATA_DIR/host_id (created on first use)."""
+    """A stable id of this agent, kept in DATA_DIR/host_id (created on first use, 0600 like the other files
+    of the data dir)."""
     path = data_dir() / "host_id"
     try:
         return path.read_text().strip()
@@ -85,7 +82,7 @@ def host_id() -> str:
         pass
     value = str(uuid.uuid4())
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return path.read_text().strip()
     with os.fdopen(fd, "w") as fh:

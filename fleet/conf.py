@@ -5,7 +5,6 @@ in docs/settings.md; tests change them with `override_settings(FLEET_HEARTBEAT=.
 """
 
 from ttproject.appconf import settings_reader
-from ttproject.vocabulary import MAX_PORTS_PER_VM  # noqa: F401 - read as conf.MAX_PORTS_PER_VM by fleet.api
 
 # conf.HEARTBEAT is settings.FLEET_HEARTBEAT, and so on.
 __getattr__ = settings_reader(

@@ -25,6 +25,11 @@ STORAGE_ALIASES = {"file": "file", "raw": "file", "zvol": "zvol", "zfs": "zvol"}
 # TTstack's limits.
 MAX_PORTS_PER_VM = 256
 MAX_NAME_LENGTH = 128
+# The least memory (MiB) a VM may ask for: a container (docker refuses limits below 6 MiB) or a jail; a guest
+# of a VM engine boots a kernel and its init (the tiny image needs ~48).
+MIN_MEM_MIB = 16
+MIN_VM_MEM_MIB = 64
+MIN_MEM_MESSAGE = f"at least {MIN_MEM_MIB} MiB ({MIN_VM_MEM_MIB} MiB for {', '.join(VM_ENGINES)})"
 
 # Environment and VM names: TTstack's [A-Za-z0-9._-], at most 128, no leading dot.
 NAME_PATTERN = r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}"
@@ -37,6 +42,15 @@ HOSTNAME_RE = re.compile(HOSTNAME_PATTERN + r"\Z")
 def default_data_dir() -> Path:
     """/var/lib/ttstack for root (qemu runs as libvirt-qemu and cannot enter /root), else ~/.ttstack."""
     return Path("/var/lib/ttstack") if os.geteuid() == 0 else Path.home() / ".ttstack"
+
+
+def too_little_mem(engine: str, mem: int) -> str | None:
+    """Why `mem` MiB is refused for a VM of `engine` (the controller and the agent say the same), or None."""
+    if mem < MIN_MEM_MIB:
+        return MIN_MEM_MESSAGE
+    if engine in VM_ENGINES and mem < MIN_VM_MEM_MIB:
+        return f"at least {MIN_VM_MEM_MIB} MiB for the {engine} engine (a guest kernel)"
+    return None
 
 
 def normalise_storage(name: str) -> str:

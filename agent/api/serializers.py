@@ -2,17 +2,25 @@
 
 Input limits (docs/agent.md): ids are TTstack names (1-128 of [A-Za-z0-9._-], no leading dot), hostnames
 one RFC 1123 label; cpu >= 1, disk >= 1 MiB, mem >= MIN_MEM_MIB (MIN_VM_MEM_MIB for the VM engines, which
-boot a kernel).
+boot a kernel; both in ttproject.vocabulary, which the controller checks too).
 """
 
 from rest_framework import serializers
 
 from agent.cloudinit import validate_ssh_key
 from agent.models import Vm
-from ttproject.vocabulary import ENGINES, HOSTNAME_PATTERN, MAX_PORTS_PER_VM, NAME_PATTERN, VM_ENGINES
+from ttproject.vocabulary import (
+    ENGINES,
+    HOSTNAME_PATTERN,
+    MAX_PORTS_PER_VM,
+    MIN_MEM_MESSAGE,
+    MIN_MEM_MIB,
+    MIN_VM_MEM_MIB,
+    NAME_PATTERN,
+    VM_ENGINES,
+    too_little_mem,
+)
 
-MIN_MEM_MIB = 16  # a container (docker refuses limits below 6 MiB) or a jail
-MIN_VM_MEM_MIB = 64  # a guest kernel and its init (the tiny image needs ~48)
 MAX_INT = 2**31 - 1  # what the database's integer columns hold
 
 
@@ -27,7 +35,7 @@ class CreateVmSerializer(serializers.Serializer):
     cpu = serializers.IntegerField(default=2, min_value=1, max_value=MAX_INT)
     mem = serializers.IntegerField(
         default=1024, min_value=MIN_MEM_MIB, max_value=MAX_INT,
-        error_messages={"min_value": f"at least {MIN_MEM_MIB} MiB ({MIN_VM_MEM_MIB} MiB for {', '.join(VM_ENGINES)})"},
+        error_messages={"min_value": MIN_MEM_MESSAGE},
         help_text=f"MiB; at least {MIN_VM_MEM_MIB} for {', '.join(VM_ENGINES)}")
     disk = serializers.IntegerField(default=40960, min_value=1, max_value=MAX_INT, help_text="MiB")
     ports = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=65535), default=list,
@@ -52,9 +60,9 @@ class CreateVmSerializer(serializers.Serializer):
         return keys
 
     def validate(self, attrs):
-        if attrs["engine"] in VM_ENGINES and attrs["mem"] < MIN_VM_MEM_MIB:
-            raise serializers.ValidationError(
-                {"mem": [f"at least {MIN_VM_MEM_MIB} MiB for the {attrs['engine']} engine (a guest kernel)"]})
+        refused = too_little_mem(attrs["engine"], attrs["mem"])
+        if refused:
+            raise serializers.ValidationError({"mem": [refused]})
         return attrs
 
     def to_internal_value(self, data):
@@ -106,13 +114,6 @@ class InfoSerializer(serializers.Serializer):
     resources = ResourcesSerializer()
     images = ImageSerializer(many=True)
     vm_count = serializers.IntegerField()
-
-
-class ErrorSerializer(serializers.Serializer):
-    """Every error reply (ttproject.api.exceptions)."""
-
-    detail = serializers.CharField(help_text="what went wrong, in one line")
-    errors = serializers.DictField(required=False, help_text="field -> messages, on 400 replies")
 
 
 class CreateFailedSerializer(serializers.Serializer):

@@ -10,12 +10,12 @@ from agent import guest_state, hostinfo, image_lookup, lifecycle
 from agent.api.serializers import (
     CreateFailedSerializer,
     CreateVmSerializer,
-    ErrorSerializer,
     ImageSerializer,
     InfoSerializer,
     VmSerializer,
 )
 from agent.models import Vm
+from ttproject.api.schema import error_responses
 
 _ERROR_TEXT = {
     400: "malformed request (the body names the field)",
@@ -29,8 +29,8 @@ _ERROR_TEXT = {
 
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """Error replies of an endpoint for its schema (401 always)."""
-    return {code: OpenApiResponse(ErrorSerializer, description=_ERROR_TEXT[code]) for code in (401, *codes)}
+    """Error replies of an endpoint for its schema (401 always), in the agent's words."""
+    return error_responses(401, *codes, meanings=_ERROR_TEXT)
 
 
 @extend_schema(responses={200: InfoSerializer, **errors()})

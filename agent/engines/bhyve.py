@@ -28,7 +28,7 @@ import os
 import signal
 from pathlib import Path
 
-from agent import procutil
+from agent import conf, procutil
 from agent.engines import freebsd_net, probes
 from agent.engines.base import EngineError, GuestSpec
 from agent.engines.hosttool import ProcessEngine, default_run_dir, is_qcow2, log_tail, short_hash
@@ -54,9 +54,9 @@ class BhyveEngine(ProcessEngine):
         self.run_dir = Path(run_dir) if run_dir else default_run_dir("TTSTACK_BHYVE_RUN_DIR", "bhyve")
         self.assume_freebsd = assume_freebsd
         self.host_id = host_id
-        self.bridge = os.environ.get("TTSTACK_BHYVE_BRIDGE", "bridge0")
-        self.subnet = ipaddress.ip_network(os.environ.get("TTSTACK_BHYVE_SUBNET", "10.77.0.0/24"))
-        self.uefi = os.environ.get("TTSTACK_BHYVE_UEFI", "/usr/local/share/uefi-firmware/BHYVE_UEFI.fd")
+        self.bridge = conf.option("TTSTACK_BHYVE_BRIDGE")
+        self.subnet = ipaddress.ip_network(conf.option("TTSTACK_BHYVE_SUBNET"))
+        self.uefi = Path(conf.option("TTSTACK_BHYVE_UEFI"))
 
     # ---- probing -----------------------------------------------------------------------------------------
     def probe(self) -> tuple[bool, str]:
@@ -169,7 +169,7 @@ class BhyveEngine(ProcessEngine):
         rules = freebsd_net.pf_rules(meta["guest_ip"], meta["port_map"], meta["publish_addr"], meta["deny_outgoing"],
                                 self.bridge)
         freebsd_net.pf_load(meta["name"], rules, self._dir(meta["name"]) / "pf.rules")
-        hostsfile = os.environ.get("TTSTACK_DHCP_HOSTSFILE", "").strip()
+        hostsfile = conf.option("TTSTACK_DHCP_HOSTSFILE")
         if hostsfile:
             _replace_line(Path(hostsfile), meta["mac"], f"{meta['mac']},{meta['guest_ip']},{meta['hostname']}")
 
@@ -178,7 +178,7 @@ class BhyveEngine(ProcessEngine):
         if meta.get("tap"):
             freebsd_net.ifconfig(self.bridge, "deletem", meta["tap"], check=False)
             freebsd_net.ifconfig(meta["tap"], "destroy", check=False)
-        hostsfile = os.environ.get("TTSTACK_DHCP_HOSTSFILE", "").strip()
+        hostsfile = conf.option("TTSTACK_DHCP_HOSTSFILE")
         if hostsfile:
             _replace_line(Path(hostsfile), meta["mac"], None)
 

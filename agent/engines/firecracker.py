@@ -30,7 +30,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from agent import procutil
+from agent import conf, procutil
 from agent.engines import firecracker_net, probes
 from agent.engines.base import RUNNING, STOPPED, EngineError, GuestSpec, Image
 from agent.engines.firecracker_api import FirecrackerAPI
@@ -61,10 +61,10 @@ class FirecrackerEngine(ProcessEngine):
         self.assume_kvm = assume_kvm
         self._use_jailer = use_jailer
         self.host_id = host_id
-        self.subnet = ipaddress.ip_network(os.environ.get("TTSTACK_FIRECRACKER_SUBNET", "172.30.0.0/16"))
-        self.chroot_base = Path(os.environ.get("TTSTACK_JAILER_CHROOT_BASE", "/srv/jailer"))
-        self.jailer_uid = int(os.environ.get("TTSTACK_JAILER_UID", "65534"))
-        self.jailer_gid = int(os.environ.get("TTSTACK_JAILER_GID", "65534"))
+        self.subnet = ipaddress.ip_network(conf.option("TTSTACK_FIRECRACKER_SUBNET"))
+        self.chroot_base = Path(conf.option("TTSTACK_JAILER_CHROOT_BASE"))
+        self.jailer_uid = int(conf.option("TTSTACK_JAILER_UID"))
+        self.jailer_gid = int(conf.option("TTSTACK_JAILER_GID"))
 
     def can_boot(self, image: Image) -> bool:
         return super().can_boot(image) and image.kernel is not None  # it boots a kernel, never a disk's loader
@@ -89,11 +89,9 @@ class FirecrackerEngine(ProcessEngine):
     def jailer_enabled(self) -> bool:
         if self._use_jailer is not None:
             return self._use_jailer
-        setting = os.environ.get("TTSTACK_FIRECRACKER_JAILER", "").strip().lower()
-        if setting in ("1", "true", "yes"):
-            return True
-        if setting in ("0", "false", "no"):
-            return False
+        setting = conf.option("TTSTACK_FIRECRACKER_JAILER")  # None: use the jailer when it is found
+        if setting is not None:
+            return bool(setting)
         return probes.resolve_binary("TTSTACK_JAILER_BIN", "jailer") is not None
 
     # ---- paths and metadata ------------------------------------------------------------------------------

@@ -7,24 +7,24 @@ The anchors live under TTSTACK_PF_ANCHOR (default "ttstack"); pf.conf must hook 
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
+from agent import conf
 from agent.engines.base import EngineError
 from agent.engines.probes import resolve_binary
 from agent.procutil import run_tool
 
 
 def pf_anchor(name: str) -> str:
-    return f"{os.environ.get('TTSTACK_PF_ANCHOR', 'ttstack')}/{name}"
+    return f"{conf.option('TTSTACK_PF_ANCHOR')}/{name}"
 
 
 def pf_rules(guest_ip: str, port_map: dict, publish_addr: str, deny_outgoing: bool,
              guest_if: str | None) -> list[str]:
     """Translation and filter rules for one guest: rdr publish_addr:host -> guest:port, and for deny_outgoing
     a block of everything the guest starts (replies to published ports match their rdr state and pass)."""
-    ext_if = os.environ.get("TTSTACK_PF_EXT_IF", "").strip()
+    ext_if = conf.option("TTSTACK_PF_EXT_IF")
     on = f"on {ext_if} " if ext_if else ""
     rules = []
     for guest_port, host_port in sorted(port_map.items(), key=lambda kv: int(kv[0])):

@@ -15,7 +15,7 @@ import time
 from abc import abstractmethod
 from pathlib import Path
 
-from agent import procutil
+from agent import conf, procutil
 from agent.engines import probes
 from agent.engines.base import MISSING, RUNNING, STOPPED, Engine, EngineError, EngineUnavailable, GuestSpec
 
@@ -198,13 +198,8 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def default_run_dir(env_var: str, subdir: str) -> Path:
-    """The engine's run dir: `env_var` if set, else DATA_DIR/subdir."""
-    configured = os.environ.get(env_var, "").strip()
-    if configured:
-        return Path(configured)
-    from agent import conf
-
-    return conf.data_dir() / subdir
+    """The engine's run dir: the option `env_var` if set, else DATA_DIR/subdir."""
+    return Path(conf.option(env_var) or conf.data_dir() / subdir)
 
 
 def short_hash(text: str, n: int = 10) -> str:

@@ -28,7 +28,7 @@ import re
 import shutil
 from pathlib import Path
 
-from agent import procutil
+from agent import conf, procutil
 from agent.engines import freebsd_net
 from agent.engines.base import EngineError, GuestSpec, Image
 from agent.engines.hosttool import HostToolEngine, default_run_dir, short_hash
@@ -56,11 +56,10 @@ class JailEngine(HostToolEngine):
         self.run_dir = Path(run_dir) if run_dir else default_run_dir("TTSTACK_JAIL_RUN_DIR", "jail")
         self.assume_freebsd = assume_freebsd
         self.host_id = host_id
-        self.template_dir = Path(template_dir or os.environ.get("TTSTACK_JAIL_TEMPLATE_DIR",
-                                                                "/usr/local/ttstack/jail-templates"))
-        self.root_dir = Path(root_dir or os.environ.get("TTSTACK_JAIL_ROOT_DIR", "/usr/local/ttstack/jails"))
-        self.interface = os.environ.get("TTSTACK_JAIL_IF", "lo1")
-        self.subnet = ipaddress.ip_network(os.environ.get("TTSTACK_JAIL_SUBNET", "10.78.0.0/24"))
+        self.template_dir = Path(template_dir or conf.option("TTSTACK_JAIL_TEMPLATE_DIR"))
+        self.root_dir = Path(root_dir or conf.option("TTSTACK_JAIL_ROOT_DIR"))
+        self.interface = conf.option("TTSTACK_JAIL_IF")
+        self.subnet = ipaddress.ip_network(conf.option("TTSTACK_JAIL_SUBNET"))
 
     # ---- probing -----------------------------------------------------------------------------------------
     def probe(self) -> tuple[bool, str]:

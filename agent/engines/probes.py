@@ -22,8 +22,9 @@ import tempfile
 import threading
 from pathlib import Path
 
+from agent import conf
+
 KVM_MARKER = b"TTKVMOK"
-KVM_PROBE_TIMEOUT = float(os.environ.get("TTSTACK_KVM_PROBE_TIMEOUT", "6"))
 # What a Linux kernel prints once it got through its init (without a root fs it panics, then exits).
 KERNEL_MARKERS = (b"Kernel panic", b"Run /init")
 
@@ -32,9 +33,15 @@ _kvm_device: tuple[bool, str] | None = None  # the boot-sector stage
 _kvm_kernel: dict[Path, tuple[bool, str]] = {}  # the kernel stage, per kernel
 
 
+def _configured_tool(env_var: str) -> str:
+    """The tool's option (conf.option(env_var)), "" when unset."""
+    value = conf.option(env_var)
+    return "" if value is None else str(value)
+
+
 def resolve_binary(env_var: str, default_name: str) -> str | None:
-    """Absolute path of a tool: the env var (a path or a name looked up on PATH), else `default_name` on PATH."""
-    configured = os.environ.get(env_var, "").strip()
+    """Absolute path of a tool: its option (a path or a name looked up on PATH), else `default_name` on PATH."""
+    configured = _configured_tool(env_var)
     candidate = configured or default_name
     if os.sep in candidate:
         return candidate if os.path.isfile(candidate) and os.access(candidate, os.X_OK) else None
@@ -45,7 +52,7 @@ def binary_present(env_var: str, default_name: str) -> tuple[bool, str]:
     path = resolve_binary(env_var, default_name)
     if path:
         return True, ""
-    configured = os.environ.get(env_var, "").strip()
+    configured = _configured_tool(env_var)
     if configured:
         return False, f"{default_name} binary not found: {env_var}={configured} is not an executable"
     return False, f"{default_name} binary not found on PATH (set {env_var})"
@@ -120,8 +127,14 @@ def _guest_prints(accel: str, args: list[str], markers: tuple[bytes, ...], timeo
     return False, f"qemu -accel {accel} exited {done.returncode}: {err[-1] if err else 'no output'}"
 
 
-def run_boot_sector(accel: str, timeout: float = KVM_PROBE_TIMEOUT) -> tuple[bool, str]:
-    """Boot the marker sector with qemu's `accel` ("kvm" or "tcg"); True when the marker came out in time."""
+def _probe_timeout(timeout: float | None) -> float:
+    return conf.option("TTSTACK_KVM_PROBE_TIMEOUT") if timeout is None else timeout
+
+
+def run_boot_sector(accel: str, timeout: float | None = None) -> tuple[bool, str]:
+    """Boot the marker sector with qemu's `accel` ("kvm" or "tcg"); True when the marker came out within
+    `timeout` (default: TTSTACK_KVM_PROBE_TIMEOUT)."""
+    timeout = _probe_timeout(timeout)
     with tempfile.TemporaryDirectory(prefix="ttstack-kvmprobe-") as tmp:
         image = Path(tmp) / "boot.img"
         image.write_bytes(_boot_sector())
@@ -129,10 +142,10 @@ def run_boot_sector(accel: str, timeout: float = KVM_PROBE_TIMEOUT) -> tuple[boo
                              (KVM_MARKER,), timeout)
 
 
-def boot_kernel(accel: str, kernel: Path, timeout: float = KVM_PROBE_TIMEOUT) -> bool:
+def boot_kernel(accel: str, kernel: Path, timeout: float | None = None) -> bool:
     """Does `kernel` get through its init (to the "no root fs" panic) under qemu's `accel` within timeout?"""
     ok, _why = _guest_prints(accel, ["-m", "128", "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1"],
-                             KERNEL_MARKERS, timeout)
+                             KERNEL_MARKERS, _probe_timeout(timeout))
     return ok
 
 

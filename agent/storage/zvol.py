@@ -17,10 +17,9 @@ TTSTACK_ZVOL_DEV_DIR (/dev/zvol).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from agent import procutil
+from agent import conf, procutil
 from agent.engines import probes
 from agent.engines.base import DISK_IMAGE, Image
 from agent.storage.base import Storage, StorageError
@@ -29,11 +28,12 @@ SNAPSHOT = "ttstack-base"
 USER_PROPS = ("ttstack:kernel", "ttstack:initrd", "ttstack:cmdline")
 
 
-def _dataset_from_env() -> str:
-    dataset = os.environ.get("TTSTACK_ZFS_DATASET", "").strip().strip("/")
+def _configured_dataset() -> str:
+    """TTSTACK_ZFS_DATASET, else TTSTACK_ZFS_POOL/ttstack, else "" (none configured)."""
+    dataset = (conf.option("TTSTACK_ZFS_DATASET") or "").strip("/")
     if dataset:
         return dataset
-    pool = os.environ.get("TTSTACK_ZFS_POOL", "").strip().strip("/")
+    pool = (conf.option("TTSTACK_ZFS_POOL") or "").strip("/")
     return f"{pool}/ttstack" if pool else ""
 
 
@@ -44,8 +44,8 @@ class ZvolStorage(Storage):
                  assume_module: bool = False):
         """`assume_module=True` skips only the kernel-module check (tests driving the zfs double on Linux);
         the probe then says so."""
-        self.dataset = (dataset or _dataset_from_env()).strip("/")
-        self.dev_dir = Path(dev_dir or os.environ.get("TTSTACK_ZVOL_DEV_DIR", "/dev/zvol"))
+        self.dataset = (dataset or _configured_dataset()).strip("/")
+        self.dev_dir = Path(dev_dir or conf.option("TTSTACK_ZVOL_DEV_DIR"))
         self.assume_module = assume_module
 
     # ---- helpers ---------------------------------------------------------------------------------------------

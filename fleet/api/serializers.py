@@ -10,7 +10,17 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 from agent.api.serializers import ImageSerializer, ResourcesSerializer  # relayed from the agents
-from ttproject.vocabulary import DEFAULT_ENGINE, ENGINES, MAX_PORTS_PER_VM
+from ttproject.api.schema import error_responses
+from ttproject.vocabulary import (
+    DEFAULT_ENGINE,
+    ENGINES,
+    MAX_PORTS_PER_VM,
+    MIN_MEM_MESSAGE,
+    MIN_MEM_MIB,
+    MIN_VM_MEM_MIB,
+    VM_ENGINES,
+    too_little_mem,
+)
 
 from .. import conf
 from ..choices import IMAGE_FREE_ENGINES, EnvState, HostState, VmState
@@ -31,7 +41,9 @@ class VmSerializer(RowSerializerMixin, serializers.ModelSerializer):
     image = serializers.CharField(max_length=255, validators=[IMAGE])
     engine = NamedChoiceField("Engine", ENGINES, default=DEFAULT_ENGINE)
     cpu = serializers.IntegerField(min_value=1, max_value=conf.MAX_CPU, default=2)
-    mem = serializers.IntegerField(min_value=1, max_value=conf.MAX_MEM, default=1024, help_text="MiB")
+    mem = serializers.IntegerField(min_value=MIN_MEM_MIB, max_value=conf.MAX_MEM, default=1024,
+                                   error_messages={"min_value": MIN_MEM_MESSAGE},
+                                   help_text=f"MiB; at least {MIN_VM_MEM_MIB} for {', '.join(VM_ENGINES)}")
     disk = serializers.IntegerField(min_value=1, max_value=conf.MAX_DISK, default=40960, help_text="MiB")
     ports = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=65535), default=list,
                                   max_length=MAX_PORTS_PER_VM,
@@ -55,6 +67,9 @@ class VmSerializer(RowSerializerMixin, serializers.ModelSerializer):
                         "publish_addr": {"help_text": "where the published ports are reached"}}
 
     def validate(self, attrs):
+        refused = too_little_mem(attrs["engine"], attrs["mem"])  # what the agent would refuse
+        if refused:
+            raise serializers.ValidationError({"mem": [refused]})
         ports = set(attrs["ports"])
         if attrs["engine"] not in IMAGE_FREE_ENGINES:
             ports.add(22)  # VM engines always publish SSH
@@ -203,14 +218,6 @@ class FleetStatusSerializer(RowSerializerMixin, serializers.Serializer):
     vms_by_state = serializers.DictField(child=serializers.IntegerField(), help_text="state -> count")
 
 
-class ErrorSerializer(serializers.Serializer):
-    """Every error reply."""
-
-    detail = serializers.CharField(help_text="what went wrong, in one line")
-    errors = serializers.DictField(required=False, help_text="validation errors as DRF reports them "
-                                                             "(field -> messages); only on 400 replies")
-
-
 _ERROR_TEXT = {
     400: "invalid request (validation errors in `errors`)",
     401: "API key or owner token missing or wrong",
@@ -222,6 +229,5 @@ _ERROR_TEXT = {
 
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """Error responses for `extend_schema(responses=...)`; 401 is always included."""
-    return {code: OpenApiResponse(ErrorSerializer, description=_ERROR_TEXT[code])
-            for code in sorted({401, *codes})}
+    """Error responses for `extend_schema(responses=...)`, in the fleet's words; 401 is always included."""
+    return error_responses(401, *codes, meanings=_ERROR_TEXT)

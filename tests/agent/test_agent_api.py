@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import stat
 import subprocess
 from pathlib import Path
 
@@ -24,9 +25,9 @@ KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0d
 
 
 @pytest.fixture(autouse=True)
-def agent_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("TTSTACK_PUBLISH_ADDR", "127.0.0.1")
-    monkeypatch.setenv("TTSTACK_IMAGE_DIR", str(tmp_path / "images"))
+def agent_env(settings, tmp_path):
+    settings.AGENT_PUBLISH_ADDR = "127.0.0.1"
+    settings.AGENT_IMAGE_DIR = tmp_path / "images"
     (tmp_path / "images").mkdir()
     yield tmp_path
     remove_containers_of(conf.host_id())
@@ -195,12 +196,12 @@ def test_images_listing_and_names(agent_env):
     assert image_names.docker_ref("ttstack/tiny") == "ttstack/tiny:latest"
 
 
-def test_ports_probe_unique_and_release(monkeypatch):
+def test_ports_probe_unique_and_release(settings):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        monkeypatch.setenv("TTSTACK_PORT_RANGE", f"{taken}-{taken + 3}")
+        settings.AGENT_PORT_RANGE = (taken, taken + 3)
         a = Vm.objects.create(id="a", image="x", engine="docker", cpu=1, mem=1, disk=1, hostname="a")
         b = Vm.objects.create(id="b", image="x", engine="docker", cpu=1, mem=1, disk=1, hostname="b")
         got_a = ports.allocate(a, [80, 22], "127.0.0.1")
@@ -245,6 +246,13 @@ def test_info_shape(client):
     assert "bhyve" in data["engines_unavailable"] and "bhyve" not in data["engines"]
     assert set(data["resources"]) == {"cpu_total", "mem_total", "disk_total", "cpu_used", "mem_used", "disk_used"}
     assert client.get("/api/images").status_code == 200
+
+
+def test_host_id_is_made_once_and_private(settings, tmp_path):
+    settings.DATA_DIR = tmp_path
+    first = conf.host_id()
+    assert stat.S_IMODE((tmp_path / "host_id").stat().st_mode) == 0o600
+    assert conf.host_id() == first and conf.guest_name("v1") == f"tt-{first[:8]}-v1"
 
 
 def test_generated_id_and_reservations(client, docker_tiny):

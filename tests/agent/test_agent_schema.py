@@ -28,8 +28,11 @@ def test_every_endpoint_documents_its_errors_with_the_error_body(schema):
         assert codes <= set(documented), (path, method, sorted(documented))
         for code in codes - {"500"}:
             ref = documented[code]["content"]["application/json"]["schema"]["$ref"]
-            assert ref == "#/components/schemas/Error"
-    assert schema["components"]["schemas"]["Error"]["required"] == ["detail"]
+            assert ref == "#/components/schemas/ApiError"  # the one error body of every role
+    assert schema["components"]["schemas"]["ApiError"]["required"] == ["detail"]
+    error_bodies = [name for name, component in schema["components"]["schemas"].items()
+                    if set(component.get("properties", ())) == {"detail", "errors"}]
+    assert error_bodies == ["ApiError"]
     failed = responses(schema, "/api/vms", "post")["500"]["content"]["application/json"]["schema"]["$ref"]
     assert set(schema["components"]["schemas"][failed.rsplit("/", 1)[1]]["properties"]) == {"detail", "vm"}
 

@@ -87,8 +87,8 @@ def test_second_guest_gets_its_own_tap_and_address(engine, doubles):  # noqa: F8
     assert iface(doubles, "bridge0")["members"] == ["tap0", "tap1"]
 
 
-def test_deny_outgoing_blocks_guest_initiated_traffic(engine, doubles, monkeypatch):  # noqa: F811
-    monkeypatch.setenv("TTSTACK_PF_EXT_IF", "vtnet0")
+def test_deny_outgoing_blocks_guest_initiated_traffic(engine, doubles, settings):  # noqa: F811
+    settings.AGENT_PF_EXT_IF = "vtnet0"
     spec = make_spec(doubles, "b3", ports={22: 20222}, deny_outgoing=True)
     engine.create(spec)
     assert anchor(doubles, spec.name) == [

@@ -17,15 +17,16 @@ DOUBLES = Path(__file__).resolve().parent.parent / "doubles"
 
 
 @pytest.fixture
-def doubles(monkeypatch):
-    """Doubles first on PATH, a fresh short state dir (Unix socket paths must stay under 108 bytes)."""
+def doubles(monkeypatch, settings):
+    """Doubles first on PATH, a fresh short state dir (Unix socket paths must stay under 108 bytes), and the
+    tool and zvol options unset (whatever this process's environment set them to)."""
     state = Path(tempfile.mkdtemp(prefix="ttd-"))
     # The interpreter running the tests first after the doubles: `#!/usr/bin/env python3` then skips slow shims.
     monkeypatch.setenv("PATH", f"{DOUBLES}:{Path(sys.executable).parent}:{os.environ['PATH']}")
     monkeypatch.setenv("TTSTACK_DOUBLE_STATE", str(state / "state"))
-    for var in ("TTSTACK_FIRECRACKER_BIN", "TTSTACK_JAILER_BIN", "TTSTACK_FIRECRACKER_JAILER", "TTSTACK_IP_BIN",
-                "TTSTACK_IPTABLES_BIN", "TTSTACK_ZFS_BIN", "TTSTACK_ZFS_DATASET", "TTSTACK_ZFS_POOL"):
-        monkeypatch.delenv(var, raising=False)
+    for option in ("FIRECRACKER_BIN", "JAILER_BIN", "FIRECRACKER_JAILER", "IP_BIN", "IPTABLES_BIN", "ZFS_BIN",
+                   "ZFS_DATASET", "ZFS_POOL"):
+        setattr(settings, f"AGENT_{option}", None)
     yield state
     shutil.rmtree(state, ignore_errors=True)
 

@@ -43,9 +43,9 @@ def links(state: Path) -> list[str]:
     return sorted(os.listdir(path)) if path.exists() else []
 
 
-def test_probe_without_binary_says_so(monkeypatch, tmp_path):
+def test_probe_without_binary_says_so(monkeypatch, settings, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
-    monkeypatch.delenv("TTSTACK_FIRECRACKER_BIN", raising=False)
+    settings.AGENT_FIRECRACKER_BIN = None
     ok, why = FirecrackerEngine(run_dir=tmp_path).probe()
     assert not ok
     assert "firecracker binary not found" in why
@@ -243,18 +243,18 @@ def test_qcow2_disk_and_kernelless_image_are_refused_before_side_effects(engine,
     assert engine.list_guests() == {} and links(doubles) == []
 
 
-def test_create_refuses_when_probe_fails(doubles, monkeypatch, tmp_path):  # noqa: F811
-    monkeypatch.setenv("TTSTACK_FIRECRACKER_BIN", str(tmp_path / "no-such-firecracker"))
+def test_create_refuses_when_probe_fails(doubles, settings, tmp_path):  # noqa: F811
+    settings.AGENT_FIRECRACKER_BIN = str(tmp_path / "no-such-firecracker")
     eng = FirecrackerEngine(run_dir=doubles / "run", assume_kvm=True, use_jailer=False)
     with pytest.raises(EngineUnavailable, match="not available on this host"):
         eng.create(make_spec(doubles, "vm1"))
     assert eng.list_guests() == {}
 
 
-def test_jailer_mode_links_files_into_the_chroot(doubles, monkeypatch):  # noqa: F811
-    monkeypatch.setenv("TTSTACK_JAILER_CHROOT_BASE", str(doubles / "jail"))
-    monkeypatch.setenv("TTSTACK_JAILER_UID", str(os.getuid()))
-    monkeypatch.setenv("TTSTACK_JAILER_GID", str(os.getgid()))
+def test_jailer_mode_links_files_into_the_chroot(doubles, settings):  # noqa: F811
+    settings.AGENT_JAILER_CHROOT_BASE = doubles / "jail"
+    settings.AGENT_JAILER_UID = os.getuid()
+    settings.AGENT_JAILER_GID = os.getgid()
     eng = FirecrackerEngine(run_dir=doubles / "run", assume_kvm=True, use_jailer=True)
     spec = make_spec(doubles, "jv1")
     try:

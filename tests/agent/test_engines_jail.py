@@ -58,10 +58,10 @@ def test_probe_here_says_not_freebsd(doubles):  # noqa: F811
         assert not ok and why == f"jail needs FreeBSD (this host runs {platform.system()})"
 
 
-def test_probe_with_assumption_checks_tools(engine, monkeypatch, tmp_path):
+def test_probe_with_assumption_checks_tools(engine, settings, tmp_path):
     ok, why = engine.probe()
     assert ok and "assumed" in why
-    monkeypatch.setenv("TTSTACK_JLS_BIN", str(tmp_path / "nope"))
+    settings.AGENT_JLS_BIN = str(tmp_path / "nope")
     ok, why = engine.probe()
     assert not ok and "jls binary not found" in why
 

@@ -49,9 +49,9 @@ def test_alias():
     assert storages.canonical("zfs") == "zvol"
 
 
-def test_probe_here_is_honest(monkeypatch, tmp_path):
+def test_probe_here_is_honest(monkeypatch, settings, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.delenv("TTSTACK_ZFS_BIN", raising=False)
+    settings.AGENT_ZFS_BIN = None
     ok, why = ZvolStorage("tank/ttstack").probe()
     assert not ok and "zfs binary not found" in why
 
@@ -71,9 +71,9 @@ def test_probe_checks_the_dataset(pool):
     assert not ok and "TTSTACK_ZFS_DATASET" in why
 
 
-def test_dataset_from_pool_env(monkeypatch):
-    monkeypatch.delenv("TTSTACK_ZFS_DATASET", raising=False)
-    monkeypatch.setenv("TTSTACK_ZFS_POOL", "tank")
+def test_dataset_from_pool_setting(settings):
+    settings.AGENT_ZFS_DATASET = None
+    settings.AGENT_ZFS_POOL = "tank"
     assert ZvolStorage().dataset == "tank/ttstack"
 
 

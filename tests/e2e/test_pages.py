@@ -127,8 +127,8 @@ class TestOwnerPages:
 
 @pytest.mark.urls("tests.e2e.urls_localvm")
 class TestLocalvmPage:
-    def test_token_only_for_loopback(self, client, tmp_path, monkeypatch):
-        monkeypatch.setenv("TTSTACK_TOKEN_DIR", str(tmp_path))
+    def test_token_only_for_loopback(self, client, tmp_path, settings):
+        settings.LOCALVM_TOKEN_DIR = tmp_path
         from localvm import auth
 
         auth._expected.cache_clear()
@@ -139,10 +139,10 @@ class TestLocalvmPage:
         remote = client.get("/", HTTP_HOST="127.0.0.1:8000", REMOTE_ADDR="192.0.2.7")
         assert token not in remote.content.decode() and 'id="not-local"' in remote.content.decode()
 
-    def test_no_token_for_a_foreign_host_name(self, client, tmp_path, monkeypatch):
+    def test_no_token_for_a_foreign_host_name(self, client, tmp_path, settings):
         # The localvm role's ALLOWED_HOSTS refuses such a Host already; the view checks again by itself
         # (this in-process test runs with the controller's ALLOWED_HOSTS = *).
-        monkeypatch.setenv("TTSTACK_TOKEN_DIR", str(tmp_path))
+        settings.LOCALVM_TOKEN_DIR = tmp_path
         from localvm import auth
 
         auth._expected.cache_clear()

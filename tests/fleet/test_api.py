@@ -110,6 +110,30 @@ def test_bad_input_is_refused_and_nothing_saved(api, change, field):
     nothing_saved()
 
 
+@pytest.mark.parametrize("engine, mem, says", [
+    ("qemu", 63, "at least 64 MiB for the qemu engine (a guest kernel)"),
+    ("firecracker", 32, "at least 64 MiB for the firecracker engine (a guest kernel)"),
+    ("docker", 15, "at least 16 MiB (64 MiB for qemu, firecracker, bhyve)"),
+    ("jail", 0, "at least 16 MiB (64 MiB for qemu, firecracker, bhyve)"),
+])
+def test_too_little_memory_is_refused_as_the_agent_refuses_it(api, engine, mem, says):
+    from agent.api.serializers import CreateVmSerializer
+
+    make_host()
+    r = api.post("/api/envs", env_body(image="alpine", engine=engine, mem=mem), format="json")
+    assert r.status_code == 400 and says in r.json()["detail"], r.json()
+    nothing_saved()
+    on_the_agent = CreateVmSerializer(data={"image": "alpine", "engine": engine, "mem": mem})
+    assert not on_the_agent.is_valid() and on_the_agent.errors["mem"] == [says]
+
+
+def test_the_least_memory_is_accepted(api):
+    make_host()
+    assert api.post("/api/envs", env_body("c", engine="docker", mem=16), format="json").status_code == 202
+    assert api.post("/api/envs", env_body("q", image="alpine", engine="qemu", mem=64),
+                    format="json").status_code == 202
+
+
 def test_duplicate_id_is_409(api):
     make_host()
     assert api.post("/api/envs", env_body(), format="json").status_code == 202

@@ -52,9 +52,11 @@ ERROR_MEANINGS = {
 }
 
 
-def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
-    """Error replies for `extend_schema(responses={...})`."""
-    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_MEANINGS[code]) for code in codes}
+def error_responses(*codes: int, meanings: dict[int, str] | None = None) -> dict[int, OpenApiResponse]:
+    """Error replies for `extend_schema(responses={...})`, all with the one error body; `meanings` words a
+    code the way this API means it (else ERROR_MEANINGS)."""
+    meanings = {**ERROR_MEANINGS, **(meanings or {})}
+    return {code: OpenApiResponse(ErrorSerializer, description=meanings[code]) for code in sorted(set(codes))}
 
 
 class AutoSchema(openapi.AutoSchema):

@@ -23,11 +23,10 @@ from pathlib import Path
 import click
 
 from agent.imagebuild import KINDS as IMAGE_KINDS
-from ttproject.vocabulary import STORAGE_ALIASES, default_data_dir
+from ttproject.vocabulary import DEFAULT_PORTS, STORAGE_ALIASES, default_data_dir
 
 from .supervisor import Supervisor
 
-DEFAULT_PORTS = {"controller": 9200, "agent": 9100, "localvm": 8000}
 ME = [sys.executable, "-m", "ttproject.cli"]
 
 

@@ -54,7 +54,7 @@ SHARED = Group("Every role", "Read by the controller, the agent and localvm alik
       default_doc="`/var/lib/ttstack` as root, else `~/.ttstack`"),
     V("TTSTACK_SECRET_KEY", "SECRET_KEY", "string", generated_secret_key, "Django's secret key",
       default_doc="generated into `DATA_DIR/secret_key` (0600)"),
-    V("TTSTACK_DEBUG", "DEBUG", "boolean", False, "Django debug mode (never in production)"),
+    V("TTSTACK_DEBUG", "DEBUG", "boolean", False, "Django debug mode (never in production); the client shows tracebacks with it"),
     V("TTSTACK_LOG_LEVEL", "LOG_LEVEL", "string", "INFO", "level of the root logger"),
     V("TTSTACK_API_KEY", "API_KEY", "string", None,
       "operators' key, sent as `Authorization: Bearer KEY`; unset leaves the controller and agent API open "
@@ -117,7 +117,7 @@ CONTROLLER = Group("Controller (`ttstack controller`)", "The fleet: hosts, envir
 
 AGENT = Group("Agent (`ttstack agent`)", "VMs on this host: engines, storage, ports.", (
     V("TTSTACK_IMAGE_DIR", "AGENT_IMAGE_DIR", "path", None,
-      "image directory; its layout is in agent/engines/base.py `Image`", default_doc="`DATA_DIR/images`"),
+      "image directory of the file storage; its layout is in agent/storage/image_dir.py", default_doc="`DATA_DIR/images`"),
     V("TTSTACK_STORAGE", "AGENT_STORAGE", "string", "file",
       "disk storage: `file` (alias `raw`) or `zvol` (alias `zfs`; refused at start when ZFS does not work)"),
     V("TTSTACK_PUBLISH_ADDR", "AGENT_PUBLISH_ADDR", "string", "0.0.0.0",
@@ -235,13 +235,14 @@ LOCALVM = Group("localvm (`ttstack localvm`)", "The `tart` CLI on a Mac, on 127.
       for cmd, seconds in TART_TIMEOUTS.items()),
 ))
 
-CLIENT = Group("Client (`ttstack login`, `ttstack env ...`)",
-               "Read by the client commands only (docs/cli.md); they override the saved profile.", (
-    V("TTSTACK_URL", None, "url", None, "controller URL", default_doc="the profile's `url`"),
-    V("TTSTACK_TOKEN", None, "string", None, "token (an owner's personal token or the operators' key)",
-      default_doc="the profile's `token`"),
-    V("TTSTACK_PROFILE", None, "string", None, "profile of `config.toml` to use",
-      default_doc="`default_profile`, else `default`"),
+CLIENT = Group("Client (`ttstack env`, `ttstack host`, ...)",
+               "Read by the command-line client, never by a server; they override the profile of "
+               "`~/.config/ttstack/config.toml` (`ttstack login` writes it).", (
+    V("TTSTACK_URL", None, "url", None, "controller URL", default_doc="the profile's"),
+    V("TTSTACK_TOKEN", None, "string", None, "token sent as `Authorization: Bearer TOKEN`",
+      default_doc="the profile's"),
+    V("TTSTACK_PROFILE", None, "string", None, "profile of the config file to use (`--profile` overrides it)",
+      default_doc="the config's `default_profile`, else `default`"),
 ))
 
 IMAGES = Group("Inside ttstack's images", "Read by the entry of a container of ttstack's docker images "
