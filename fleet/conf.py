@@ -14,8 +14,6 @@ TTSTACK_AGENT_CREATE_TIMEOUT  seconds to wait for an agent to create one VM (def
 TTSTACK_FLEET_TICK       seconds between two rounds of the fleet loop (expiry, retries) (default 1)
 TTSTACK_DELETE_RETRY     seconds a delete job keeps retrying unreachable agents before leaving the rest
                          to the fleet loop (default 20)
-TTSTACK_AGENT_KEY        key the controller sends to agents (default: its own TTSTACK_API_KEY);
-                         a host's own api_key overrides both
 """
 
 import os
@@ -39,7 +37,6 @@ AGENT_TIMEOUT = _float("TTSTACK_AGENT_TIMEOUT", 10)
 AGENT_CREATE_TIMEOUT = _float("TTSTACK_AGENT_CREATE_TIMEOUT", 600)
 TICK = _float("TTSTACK_FLEET_TICK", 1)
 DELETE_RETRY = _float("TTSTACK_DELETE_RETRY", 20)
-AGENT_KEY = os.environ.get("TTSTACK_AGENT_KEY") or None
 
 # Bounds of a VM spec: anything above is "absurd" and refused before placement.
 MAX_CPU = 1024

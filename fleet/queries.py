@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from django.db.models import Count, Q
 
+from ttproject import exposure
+
 from .api.serializers import EnvironmentRowSerializer, EnvironmentSerializer, HostSerializer, VmSerializer
 from .choices import HostState
 from .models import Environment, Host, Vm, reserved_by_host
@@ -67,7 +69,7 @@ def fleet_status() -> dict:
     envs = dict(Environment.objects.values_list("state").annotate(n=Count("id")))
     vms = dict(Vm.objects.filter(gone=False).values_list("state").annotate(n=Count("id")))
     out.update(total_envs=sum(envs.values()), total_vms=sum(vms.values()), envs_by_state=envs,
-               vms_by_state=vms)
+               vms_by_state=vms, **exposure.report())
     return out
 
 
