@@ -122,6 +122,12 @@ def serve(role: str, *, port: int | None, bind: str | None = None, api_key: str 
         # A crashed worker is started again (with backoff) while the web process keeps serving.
         sup.spawn(f"{role} worker", [*ME, "worker", "--role", role], restart=True)
     print(f"ttstack {role} listening on http://{bind}:{port}/", flush=True)
+    if role == "localvm":
+        from localvm import page_login
+
+        page_login.forget_unused()
+        print(f"  open the page (this link signs in one browser, once): {page_login.login_url(port)}",
+              flush=True)
     return sup.wait()
 
 
