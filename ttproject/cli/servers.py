@@ -26,6 +26,7 @@ from pathlib import Path
 import click
 
 from ttproject import exposure
+from ttproject.datadir import private_database, private_dir
 from ttproject.vocabulary import STORAGE_ALIASES, default_data_dir
 
 from .supervisor import Supervisor
@@ -37,9 +38,11 @@ ME = [sys.executable, "-m", "ttproject.cli"]
 def _setup(role: str):
     os.environ["TTSTACK_ROLE"] = role
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ttproject.settings")
+    data_dir()  # made 0700 before the settings look at it
     import django
 
     django.setup()
+    private_database()
 
 
 def _migrate():
@@ -69,9 +72,7 @@ def _daphne_argv(bind: str, port: int) -> list[str]:
 
 def data_dir() -> Path:
     """This process's data dir, made 0700 when it does not exist yet."""
-    path = Path(os.environ.get("TTSTACK_DATA_DIR") or default_data_dir()).expanduser()
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    return private_dir(Path(os.environ.get("TTSTACK_DATA_DIR") or default_data_dir()).expanduser())
 
 
 def agent_key(path: Path, *, make: bool) -> str | None:
