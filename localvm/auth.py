@@ -11,13 +11,15 @@ from rest_framework.authentication import BaseAuthentication, SessionAuthenticat
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 
-from ttproject.api.auth import OPERATOR
+from ttproject.api.auth import OPERATOR, query_token
+
+from . import conf
 
 HEADER = "HTTP_X_LOCAL_TOKEN"
 
 
 def token_dir() -> Path:
-    return Path(os.environ.get("TTSTACK_TOKEN_DIR", Path.home() / ".tartvm-manager")).expanduser()
+    return Path(conf.TOKEN_DIR)
 
 
 def token_path() -> Path:
@@ -84,9 +86,8 @@ class _PageCsrf(SessionAuthentication):
 
 
 def ws_principal(scope):
-    """Who opened a task WebSocket: `?token=<file token>` (scripts) or the page's session cookie."""
-    from ttproject.api.auth import query_token
-
+    """localvm's WebSockets (settings.WEBSOCKET_AUTHENTICATION): the local token as `?token=` (scripts), or
+    the session of the page (its cookie; the Origin is checked before)."""
     from .page_login import page_session
 
     return OPERATOR if token_matches(query_token(scope)) or page_session(scope.get("session")) else None

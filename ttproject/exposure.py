@@ -10,10 +10,9 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 
 LOOPBACK_HOST_NAMES = ["localhost", "127.0.0.1", "[::1]"]
-INSECURE_ENV = "TTSTACK_INSECURE_NO_AUTH"  # set by `ttstack ROLE --insecure-no-auth` for its children
+INSECURE_ENV = "TTSTACK_INSECURE_NO_AUTH"  # set by `ttstack ROLE --insecure-no-auth` (settings.INSECURE_NO_AUTH)
 
 AUTH_KEY, AUTH_LOOPBACK, AUTH_INSECURE = "api-key", "none-loopback-only", "none-insecure"
 AUTH_MODES = (AUTH_KEY, AUTH_LOOPBACK, AUTH_INSECURE)
@@ -37,10 +36,6 @@ def allowed_hosts(bind: str, listed: list[str] | None) -> list[str]:
     return list(LOOPBACK_HOST_NAMES) if is_loopback(bind) else ["*"]
 
 
-def insecure_no_auth() -> bool:
-    return os.environ.get(INSECURE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def insecure_warning(bind: str, port: int | str) -> str:
     return (f"insecure: --insecure-no-auth: the API at {bind}:{port} takes every request without a key, from "
             "anyone who can reach it")
@@ -54,11 +49,11 @@ def refusal(role: str, bind: str, port: int | str) -> str:
             "--insecure-no-auth serves without a key anyway.")
 
 
-def auth_report(api_key: str | None, bind: str, port: int | str) -> dict:
+def auth_report(api_key: str | None, bind: str, port: int | str, insecure: bool) -> dict:
     """The `auth` and `warnings` fields of the agent's /api/info and the controller's /api/status."""
     if api_key:
         return {"auth": AUTH_KEY, "warnings": []}
-    if insecure_no_auth():
+    if insecure:
         return {"auth": AUTH_INSECURE, "warnings": [insecure_warning(bind, port)]}
     return {"auth": AUTH_LOOPBACK, "warnings": []}
 
@@ -67,7 +62,7 @@ def report() -> dict:
     """auth_report() of this process (its settings and the address `ttstack ROLE` bound)."""
     from django.conf import settings
 
-    return auth_report(settings.API_KEY, settings.BIND_ADDR, os.environ.get("TTSTACK_PORT", "?"))
+    return auth_report(settings.API_KEY, settings.BIND_ADDR, settings.PORT, settings.INSECURE_NO_AUTH)
 
 
 AUTH_HELP = (f"{AUTH_KEY}: every /api/* call needs the key; {AUTH_LOOPBACK}: no key, bound to loopback, loopback "
