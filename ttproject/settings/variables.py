@@ -35,7 +35,9 @@ def generated_secret_key(values: Values) -> str:
     return path.read_text().strip()
 
 
-def _user_cache_dir(values: Values) -> Path:
+def _build_cache_dir(values: Values) -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/cache/ttstack")
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "ttstack"
 
@@ -136,9 +138,12 @@ AGENT = Group("Agent (`ttstack agent`)", "VMs on this host: engines, storage, po
       "the engines this agent offers (each still has to pass its probe)", default_doc="all"),
     V("TTSTACK_KVM_PROBE_TIMEOUT", "AGENT_KVM_PROBE_TIMEOUT", "seconds", 6.0,
       "how long the KVM probe guest may take to prove KVM works"),
-    V("TTSTACK_CACHE_DIR", "AGENT_CACHE_DIR", "path", _user_cache_dir,
-      "downloaded Debian packages kept between image builds", default_doc="`$XDG_CACHE_HOME/ttstack` "
-      "(`~/.cache/ttstack`)"),
+    V("TTSTACK_CACHE_DIR", "AGENT_CACHE_DIR", "path", _build_cache_dir,
+      "image build cache: downloaded Debian packages and finished images (docs/images.md)",
+      default_doc="`/var/cache/ttstack` as root, else `$XDG_CACHE_HOME/ttstack` (`~/.cache/ttstack`)"),
+    V("TTSTACK_DEBIAN_MIRROR", "AGENT_DEBIAN_MIRROR", "url", None,
+      "Debian mirror the debian-12 images are built from", default_doc="the Debian archive of this "
+      "machine's apt sources"),
     V("TTSTACK_ENGINE_PROBES", None, "string", None,
       "internal: `ttstack agent` hands its start-up probe results to the web process in it"),
 ))
@@ -233,5 +238,21 @@ LOCALVM = Group("localvm (`ttstack localvm`)", "The `tart` CLI on a Mac, on 127.
       for cmd, seconds in TART_TIMEOUTS.items()),
 ))
 
-GROUPS = (SHARED, CONTROLLER, AGENT, ENGINE_OPTIONS, LOCALVM)
+CLIENT = Group("Client (`ttstack login`, `ttstack env ...`)",
+               "Read by the client commands only (docs/cli.md); they override the saved profile.", (
+    V("TTSTACK_URL", None, "url", None, "controller URL", default_doc="the profile's `url`"),
+    V("TTSTACK_TOKEN", None, "string", None, "token (an owner's personal token or the operators' key)",
+      default_doc="the profile's `token`"),
+    V("TTSTACK_PROFILE", None, "string", None, "profile of `config.toml` to use",
+      default_doc="`default_profile`, else `default`"),
+))
+
+IMAGES = Group("Inside ttstack's images", "Read by the entry of a container of ttstack's docker images "
+               "(docs/images.md), not by ttstack.", (
+    V("TTSTACK_SSH_KEYS", None, "string", None,
+      "SSH public keys, one per line, installed for root and the default user at every start "
+      "(beside /run/ttstack/authorized_keys)"),
+))
+
+GROUPS = (SHARED, CONTROLLER, AGENT, ENGINE_OPTIONS, LOCALVM, CLIENT, IMAGES)
 VARIABLES = tuple(variable for group in GROUPS for variable in group.variables)
