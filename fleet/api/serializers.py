@@ -215,6 +215,8 @@ class FleetStatusSerializer(RowSerializerMixin, serializers.Serializer):
     total_vms = serializers.IntegerField(help_text="VMs not yet confirmed gone")
     envs_by_state = serializers.DictField(child=serializers.IntegerField(), help_text="state -> count")
     vms_by_state = serializers.DictField(child=serializers.IntegerField(), help_text="state -> count")
+    controller_id = serializers.CharField(help_text="this controller's id, sent with every VM create; agents "
+                                                    "label the guests with it (docs/security.md)")
     auth = serializers.ChoiceField(choices=AUTH_MODES, help_text=AUTH_HELP)
     warnings = serializers.ListField(child=serializers.CharField(), help_text="e.g. serving without a key")
 
