@@ -10,6 +10,7 @@ from agent import storage as storages
 from agent.image_lookup import list_images
 from agent.models import Vm
 from agent.resources import resources
+from ttproject import exposure
 from ttproject.urls.common import VERSION
 
 
@@ -25,4 +26,5 @@ def info() -> dict:
         "resources": resources(),
         "images": list_images(),
         "vm_count": Vm.objects.count(),
+        **exposure.report(),
     }

@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 SEED_NAME = "seed.iso"
 # Parameters that make two creates of the same id "the same request".
-IDENTITY_FIELDS = ("image", "engine", "cpu", "mem", "disk", "ports", "deny_outgoing", "hostname", "ssh_keys")
+IDENTITY_FIELDS = ("image", "engine", "cpu", "mem", "disk", "ports", "deny_outgoing", "hostname", "ssh_keys",
+                   "controller")
 
 # One VM operation at a time per id (views may run in several threads under some servers).
 _vm_locks: dict[str, threading.Lock] = {}
@@ -60,6 +61,7 @@ class CreateRequest:
     ssh_keys: list[str] | None = None
     hostname: str = ""
     id: str = ""
+    controller: str = ""  # the id of the controller asking (its orphan collection looks for it)
 
 
 @dataclass
@@ -95,7 +97,7 @@ def create_vm(req: CreateRequest) -> CreateResult:
         raise errors.Invalid(f"ports: {message}", errors={"ports": [message]})
     params = {"image": req.image, "engine": req.engine, "cpu": req.cpu, "mem": req.mem, "disk": req.disk,
               "ports": guest_ports, "deny_outgoing": req.deny_outgoing, "hostname": req.hostname or vm_id,
-              "ssh_keys": list(req.ssh_keys or [])}
+              "ssh_keys": list(req.ssh_keys or []), "controller": req.controller}
     with _vm_lock(vm_id):
         existing = _existing(vm_id, params)
         if existing is not None:

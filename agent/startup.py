@@ -8,6 +8,7 @@ import os
 
 from agent import conf
 from ttproject import errors
+from ttproject.datadir import let_others_traverse
 
 log = logging.getLogger("agent.startup")
 
@@ -37,7 +38,19 @@ def prepare():
         log.exception("reconcile failed")
         summary = {}
     finally:
-        engines.status()  # probe every engine once, here, and hand the results to the web process
+        available, _unavailable = engines.status()  # probe every engine once, hand the results to the web
+        _let_qemu_reach_its_disks(available)
         os.environ[engines.PROBES_ENV] = engines.export_probes()
         engines.reset(keep_probes=True)  # the web server is another process: drop connections made here
     log.info("agent %s: storage %s, images in %s, reconcile %s", host_id, storage.name, conf.image_dir(), summary)
+
+
+def _let_qemu_reach_its_disks(available: list[str]) -> None:
+    """The data dir is 0700, but qemu runs as libvirt's user (not root) under the DAC driver and must walk
+    to the VM disks below it: then the data dir gets search permission for others (0711, never read)."""
+    if "qemu" not in available:
+        return
+    from agent import engines
+
+    if engines.get("qemu").dac_identity() is not None:
+        let_others_traverse(conf.data_dir())

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from django.conf import settings
 from django.db import connections
 from rest_framework import serializers
 
@@ -83,10 +82,13 @@ def parallel(fn: Callable, items: Iterable) -> list:
 
 
 class AgentClient:
+    """Calls one agent with that host's own key, and only that: the operators' key never leaves the
+    controller (an agent, or a mistyped address, holding it would control the whole fleet). A host
+    registered without a key is called without one."""
+
     def __init__(self, addr: str, api_key: str | None = None, *, timeout: float | None = None):
         self.addr = addr
-        key = api_key or conf.AGENT_KEY or settings.API_KEY
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout = timeout or conf.AGENT_TIMEOUT
         self.http = httpx.Client(base_url=addr if "://" in addr else f"http://{addr}", headers=headers,
                                  timeout=httpx.Timeout(self.timeout, connect=min(5.0, self.timeout)))
@@ -115,7 +117,8 @@ class AgentClient:
         if response.status_code in ok:
             return response
         if response.status_code in (401, 403):
-            raise AgentError(f"agent {self.addr} refused the controller's key ({response.status_code})",
+            raise AgentError(f"agent {self.addr} refused the host's key ({response.status_code}); register the "
+                             "host with the agent's own key (`ttstack host add ADDR --key KEY`)",
                              status=response.status_code)
         raise AgentError(f"agent {self.addr}: {method} {path} -> {response.status_code}: {_detail(response)}",
                          status=response.status_code)
@@ -136,6 +139,7 @@ class AgentClient:
         return reply.validated_data
 
     def list_vms(self) -> list[dict]:
+        """The agent's VMs (dicts with at least an `id`; `controller`: who asked for it, when known)."""
         data = self._json(self._call("GET", "/api/vms"), "/api/vms")
         if isinstance(data, dict):  # tolerate a paginated or wrapped list
             data = data.get("results") or data.get("vms") or []

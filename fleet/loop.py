@@ -23,6 +23,7 @@ from django.utils import timezone
 from . import conf, lifecycle
 from .agent_client import AgentClient, AgentError, parallel
 from .choices import EnvState, HostState, VmState
+from .hosts import foreign_vms, is_mine
 from .models import Environment, Host, Lease, Vm
 from .teardown import destroy_vm, finish_delete
 from .transitions import busy_env_ids, settle
@@ -90,9 +91,10 @@ class Heartbeat:
             log.info("host %s online", host.addr)
         host.apply_info(info)
         host.state, host.last_seen, host.error = HostState.ONLINE, now, ""
+        host.foreign_vms = foreign_vms(agent_vms)
         host.save(update_fields=["host_id", "hostname", "version", "engines", "engines_unavailable", "storage",
                                  "images", "cpu_total", "mem_total", "disk_total", "cpu_used", "mem_used",
-                                 "disk_used", "vm_count", "state", "last_seen", "error"])
+                                 "disk_used", "vm_count", "state", "last_seen", "error", "foreign_vms"])
         self.reconcile(host, agent_vms, since=now)
 
     def reconcile(self, host: Host, agent_vms: list[dict], since: datetime | None = None):
@@ -132,10 +134,11 @@ class Heartbeat:
             env = Environment.objects.filter(pk=env_id).first()
             if env:
                 settle(env, states)
-        self.collect_orphans(host, set(on_agent) - set(live))
+        self.collect_orphans(host, {vm_id for vm_id in set(on_agent) - set(live) if is_mine(on_agent[vm_id])})
 
     def collect_orphans(self, host: Host, unknown: set[str]):
-        """VMs on the agent that no live VM row owns: destroyed after the grace period, logged."""
+        """VMs this controller made on the agent that no live VM row owns: destroyed after the grace period,
+        logged. (VMs of other controllers or made on the agent directly are only reported: foreign_vms.)"""
         now = time.monotonic()
         with self.lock:
             for key in [k for k in self.orphans if k[0] == host.id and k[1] not in unknown]:

@@ -33,6 +33,8 @@ class Host(models.Model):
     mem_used = models.BigIntegerField(default=0)
     disk_used = models.BigIntegerField(default=0)
     vm_count = models.IntegerField(default=0)
+    # VMs on the agent made by another controller or directly on the agent: left alone, only reported.
+    foreign_vms = models.JSONField(default=list, blank=True)
     last_seen = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -165,8 +167,10 @@ class Vm(models.Model):
             setattr(self, key, value)
 
     def agent_request(self, ssh_keys: list[str]) -> dict:
-        """The agent's POST /api/vms body."""
-        return {"id": self.id, "image": self.image, "engine": self.engine, "cpu": self.cpu, "mem": self.mem,
+        """The agent's POST /api/vms body (with this controller's id: the agent labels the guest with it)."""
+        from .identity import controller_id
+
+        return {"id": self.id, "controller": controller_id(), "image": self.image, "engine": self.engine, "cpu": self.cpu, "mem": self.mem,
                 "disk": self.disk, "ports": list(self.ports), "deny_outgoing": self.deny_outgoing,
                 "ssh_keys": list(ssh_keys), "hostname": self.hostname}
 
@@ -180,6 +184,18 @@ class Vm(models.Model):
         self.publish_addr = str(data.get("publish_addr") or "")[:255]
         if state == VmState.FAILED:
             self.error = str(data.get("error") or "the agent reports the VM failed")
+
+
+class ControllerIdentity(models.Model):
+    """This controller's id, made once and kept in its database: every web and worker process of one
+    deployment sends the same id to the agents with each create, and orphan collection destroys only
+    guests labelled with it."""
+
+    name = models.CharField(primary_key=True, max_length=32)
+    value = models.CharField(max_length=64, unique=True)
+
+    def __str__(self):
+        return self.value
 
 
 class Lease(models.Model):

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from django.db.models import Count, Q
 
+from ttproject import exposure
+
 from .api.serializers import EnvironmentRowSerializer, EnvironmentSerializer, HostSerializer, VmSerializer
 from .choices import HostState
+from .identity import controller_id
 from .models import Environment, Host, Vm, reserved_by_host
 
 # reserved_by_host() key -> the host row's name for it (HostSerializer's sources)
@@ -67,7 +70,7 @@ def fleet_status() -> dict:
     envs = dict(Environment.objects.values_list("state").annotate(n=Count("id")))
     vms = dict(Vm.objects.filter(gone=False).values_list("state").annotate(n=Count("id")))
     out.update(total_envs=sum(envs.values()), total_vms=sum(vms.values()), envs_by_state=envs,
-               vms_by_state=vms)
+               vms_by_state=vms, controller_id=controller_id(), **exposure.report())
     return out
 
 

@@ -7,7 +7,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from rest_framework.authentication import BaseAuthentication
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 
@@ -54,9 +54,17 @@ def token_matches(given: str | None) -> bool:
 
 
 class LocalTokenAuthentication(BaseAuthentication):
+    """`X-Local-Token: <the file token>` (scripts, the CLI), or the session of the page, which a one-time
+    login URL gave its browser (localvm.page_login); a session must send the CSRF token on unsafe methods."""
+
     def authenticate(self, request):
         given = request.META.get(HEADER)
         if given is None:
+            from .page_login import page_session
+
+            if page_session(getattr(request._request, "session", None)):
+                _PageCsrf().enforce_csrf(request)
+                return OPERATOR, None
             raise AuthenticationFailed(HasLocalToken.message)
         if not token_matches(given):
             raise AuthenticationFailed("Invalid X-Local-Token.")
@@ -73,6 +81,13 @@ class HasLocalToken(BasePermission):
         return bool(request.user and request.user.is_authenticated)
 
 
+class _PageCsrf(SessionAuthentication):
+    """DRF's CSRF check of session-authenticated requests (403 for an unsafe method without the token)."""
+
+
 def ws_principal(scope):
-    """localvm's WebSockets: the local token as `?token=` (settings.WEBSOCKET_AUTHENTICATION)."""
-    return OPERATOR if token_matches(query_token(scope)) else None
+    """localvm's WebSockets (settings.WEBSOCKET_AUTHENTICATION): the local token as `?token=` (scripts), or
+    the session of the page (its cookie; the Origin is checked before)."""
+    from .page_login import page_session
+
+    return OPERATOR if token_matches(query_token(scope)) or page_session(scope.get("session")) else None

@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from agent.cloudinit import validate_ssh_key
 from agent.models import Vm
+from ttproject.exposure import AUTH_HELP, AUTH_MODES
 from ttproject.vocabulary import (
     ENGINES,
     HOSTNAME_PATTERN,
@@ -49,6 +50,11 @@ class CreateVmSerializer(serializers.Serializer):
         error_messages={"invalid": "must be one RFC 1123 label: 1-63 letters, digits and '-', not starting "
                                    "or ending with '-'"},
         help_text="default: the id")
+    controller = serializers.RegexField(
+        rf"\A{NAME_PATTERN}\Z", required=False, max_length=64, trim_whitespace=False,
+        error_messages={"invalid": "must be 1-64 characters of [A-Za-z0-9._-], not starting with a dot"},
+        help_text="id of the controller asking; kept with the VM and on the guest's labels, so each controller "
+                  "collects only its own orphans (default: none, a VM made directly on the agent)")
 
     def validate_ssh_keys(self, value):
         keys = []
@@ -79,7 +85,7 @@ class VmSerializer(serializers.ModelSerializer):
     class Meta:
         model = Vm
         fields = ["id", "image", "engine", "cpu", "mem", "disk", "ports", "port_map", "publish_addr",
-                  "deny_outgoing", "hostname", "state", "ip", "error", "created_at", "updated_at"]
+                  "deny_outgoing", "hostname", "controller", "state", "ip", "error", "created_at", "updated_at"]
         read_only_fields = fields
 
     def get_port_map(self, vm) -> dict[str, int]:
@@ -114,6 +120,8 @@ class InfoSerializer(serializers.Serializer):
     resources = ResourcesSerializer()
     images = ImageSerializer(many=True)
     vm_count = serializers.IntegerField()
+    auth = serializers.ChoiceField(choices=AUTH_MODES, help_text=AUTH_HELP)
+    warnings = serializers.ListField(child=serializers.CharField(), help_text="e.g. serving without a key")
 
 
 class CreateFailedSerializer(serializers.Serializer):

@@ -65,6 +65,7 @@ class GuestSpec:
     disk_path: Path | None = None  # the VM's own disk (overlay/clone) made by the storage
     seed_path: Path | None = None  # cloud-init NoCloud ISO (volume id cidata)
     workdir: Path | None = None  # per-VM directory for logs, sockets, console output
+    controller: str = ""  # id of the controller that asked for the guest, on its labels/metadata
 
 
 class Engine(ABC):

@@ -1,7 +1,8 @@
 """The docker engine: one container per VM, through the docker SDK.
 
 - Name ``spec.name`` (``tt-<host id[:8]>-<vm id>``) and labels ``ttstack.host_id`` / ``ttstack.vm_id``:
-  two agents sharing one daemon each see only their own containers.
+  two agents sharing one daemon each see only their own containers; ``ttstack.controller`` names the
+  controller that asked for it.
 - ``nano_cpus`` and ``mem_limit`` from the spec; restart policy none; ports published as TCP on
   ``spec.publish_addr``.
 - deny_outgoing: iptables rules in the container's network namespace (``nsenter -t PID -n``): loopback and
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 LABEL_HOST = "ttstack.host_id"
 LABEL_VM = "ttstack.vm_id"
+LABEL_CONTROLLER = "ttstack.controller"  # the controller that asked for it (absent: made on the agent directly)
 RUNNING_STATES = {"running", "restarting"}
 
 
@@ -117,6 +119,8 @@ class DockerEngine(Engine):
             raise EngineError(f"image {spec.image.name} is not a docker image")
         ports = {f"{guest}/tcp": (spec.publish_addr, host) for guest, host in spec.port_map.items()}
         labels = {LABEL_HOST: spec.host_id, LABEL_VM: spec.vm_id}
+        if spec.controller:
+            labels[LABEL_CONTROLLER] = spec.controller
         api = self.client().api
         # The low-level API: one call to create and one to start, as few round trips as `docker run`.
         host_config = api.create_host_config(

@@ -128,6 +128,10 @@ class QemuEngine(Engine):
             self._dac = (qemu_access.dac_identity(caps) if caps else None,)
         return self._dac[0]
 
+    def dac_identity(self) -> qemu_access.Identity | None:
+        """(uid, gids) qemu runs as, None when root or unknown (the agent's start-up uses it)."""
+        return self._dac_identity()
+
     # ---------------------------------------------------------------------------------------------- XML
 
     def domain_type(self, spec: GuestSpec) -> str:

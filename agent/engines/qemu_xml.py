@@ -112,6 +112,8 @@ def domain_xml(spec: GuestSpec, *, domain_type: str, console_log: Path, machine:
     owner = _sub(_sub(domain, "metadata"), _meta("vm"))
     _sub(owner, _meta("id"), spec.vm_id)
     _sub(owner, _meta("host"), spec.host_id)
+    if spec.controller:
+        _sub(owner, _meta("controller"), spec.controller)
     _sub(domain, "memory", str(int(spec.mem)), unit="MiB")
     _sub(domain, "vcpu", str(int(spec.cpu)))
     domain.append(_os(spec.image, machine))

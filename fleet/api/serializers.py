@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from agent.api.serializers import ImageSerializer, ResourcesSerializer  # relayed from the agents
 from ttproject.api.schema import error_responses
+from ttproject.exposure import AUTH_HELP, AUTH_MODES
 from ttproject.vocabulary import (
     DEFAULT_ENGINE,
     ENGINES,
@@ -137,6 +138,14 @@ class HostReservedSerializer(RowSerializerMixin, serializers.Serializer):
     disk = serializers.IntegerField(source="reserved_disk", help_text="MiB")
 
 
+class ForeignVmSerializer(serializers.Serializer):
+    """A VM on the host's agent that this controller did not make: left alone, only reported."""
+
+    id = serializers.CharField()
+    controller = serializers.CharField(allow_blank=True,
+                                       help_text="id of the controller that made it; empty: made on the agent directly")
+
+
 class HostSerializer(RowSerializerMixin, serializers.ModelSerializer):
     """A registered agent. Written: its registration (`addr`, optional `api_key` and `drain`); a PATCH sets
     `drain` or `api_key`. The key is never shown."""
@@ -144,7 +153,9 @@ class HostSerializer(RowSerializerMixin, serializers.ModelSerializer):
     addr = serializers.CharField(max_length=255, validators=[ADDR], help_text="host:port of the agent")
     api_key = serializers.CharField(max_length=255, write_only=True, required=False, allow_blank=True,
                                     validators=[API_KEY],
-                                    help_text="the key for this agent (default: the controller's agent key)")
+                                    help_text="the agent's own key (`ttstack agent --api-key` or the one it made "
+                                              "and printed); the only key the controller sends it. Empty: "
+                                              "an agent without a key")
     state = NamedChoiceField("HostState", HostState.choices, read_only=True)
     engines = serializers.ListField(child=serializers.CharField(), read_only=True,
                                     help_text="engines available on the host")
@@ -155,12 +166,15 @@ class HostSerializer(RowSerializerMixin, serializers.ModelSerializer):
     resources = ResourcesSerializer(source="*", read_only=True, help_text="the agent's own figures, as last reported")
     reserved = HostReservedSerializer(source="*", read_only=True)
     vms = serializers.IntegerField(source="live_vms", read_only=True, help_text="the controller's live VMs on the host")
+    foreign_vms = serializers.ListField(child=ForeignVmSerializer(), read_only=True,
+                                        help_text="VMs on the agent made by another controller or on the agent "
+                                                  "directly: never destroyed by this controller")
 
     class Meta:
         model = Host
         fields = ["id", "addr", "api_key", "host_id", "hostname", "version", "state", "drain", "engines",
                   "engines_unavailable", "storage", "images", "resources", "reserved", "vm_count", "vms",
-                  "last_seen", "error", "created_at"]
+                  "foreign_vms", "last_seen", "error", "created_at"]
         read_only_fields = ["host_id", "hostname", "version", "storage", "vm_count", "last_seen", "error",
                             "created_at"]
         extra_kwargs = {"drain": {"required": False, "help_text": "true: no new placements"},
@@ -216,6 +230,10 @@ class FleetStatusSerializer(RowSerializerMixin, serializers.Serializer):
     total_vms = serializers.IntegerField(help_text="VMs not yet confirmed gone")
     envs_by_state = serializers.DictField(child=serializers.IntegerField(), help_text="state -> count")
     vms_by_state = serializers.DictField(child=serializers.IntegerField(), help_text="state -> count")
+    controller_id = serializers.CharField(help_text="this controller's id, sent with every VM create; agents "
+                                                    "label the guests with it (docs/security.md)")
+    auth = serializers.ChoiceField(choices=AUTH_MODES, help_text=AUTH_HELP)
+    warnings = serializers.ListField(child=serializers.CharField(), help_text="e.g. serving without a key")
 
 
 _ERROR_TEXT = {

@@ -78,7 +78,7 @@ const tt = (() => {
 
   async function api(method, url, body, headers) {
     const opts = { method, headers: Object.assign({ Accept: "application/json" }, headers || {}), credentials: "same-origin" };
-    if (method !== "GET") opts.headers["X-CSRFToken"] = cookie("csrftoken");
+    if (method !== "GET" && !opts.headers["X-CSRFToken"]) opts.headers["X-CSRFToken"] = cookie("csrftoken");
     if (body !== undefined) {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);

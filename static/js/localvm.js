@@ -1,13 +1,14 @@
 /* de taartenfabriek page: VM inventory (cards or table, remembered), actions, pull/create, settings,
-   active operations and a log view that follows a task over ws://…/ws/tasks/<id>?token=… */
+   active operations and a log view that follows a task over ws://…/ws/tasks/<id>. The page holds no token:
+   it calls the API with the session cookie its one-time sign-in link gave it, and the CSRF token. */
 "use strict";
 
 (() => {
   const root = document.getElementById("localvm");
   if (!root) return;
   const { el, badge } = tt;
-  const token = root.dataset.token;
-  const headers = { "X-Local-Token": token };
+  const csrf = root.dataset.csrf;  // present only for a browser signed in through a login link
+  const headers = { "X-CSRFToken": csrf };
   const api = (method, url, body) => tt.api(method, url, body, headers);
   const VIEW_KEY = "ttstack.localvm.view";
   let view = localStorage.getItem(VIEW_KEY) === "table" ? "table" : "cards";
@@ -131,7 +132,7 @@
     following = taskId;
     document.getElementById("log-lines").textContent = "";
     const final = await tt.followTask(taskId, {
-      token, headers,
+      headers,
       onUpdate: (task) => { if (following === taskId) showLog(task); },
     });
     loadActive();
@@ -250,7 +251,7 @@
   document.getElementById("view-cards").addEventListener("click", () => setView("cards"));
   document.getElementById("view-table").addEventListener("click", () => setView("table"));
 
-  if (!token) { error("No API token: open this page at http://127.0.0.1 on the Mac that runs it."); return; }
+  if (!csrf) { error("Not signed in: open the link `ttstack localvm` printed, on the Mac that runs it."); return; }
   api("GET", "/api/tart/version").then((v) => { document.getElementById("tart-version").textContent = `tart ${v.version}`; }).catch(() => {});
   loadList(true);
   loadActive();

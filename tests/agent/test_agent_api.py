@@ -241,7 +241,7 @@ def test_failed_qemu_create_removes_overlay_and_seed(client, agent_env, monkeypa
 def test_info_shape(client):
     data = client.get("/api/info").json()
     assert set(data) == {"host_id", "hostname", "version", "engines", "engines_unavailable", "storage",
-                         "resources", "images", "vm_count"}
+                         "resources", "images", "vm_count", "auth", "warnings"}
     assert data["host_id"] == conf.host_id() and data["storage"] == "file"
     assert "bhyve" in data["engines_unavailable"] and "bhyve" not in data["engines"]
     assert set(data["resources"]) == {"cpu_total", "mem_total", "disk_total", "cpu_used", "mem_used", "disk_used"}

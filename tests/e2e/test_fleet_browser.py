@@ -33,7 +33,7 @@ def fleet(role_server, docker_client):
     agent = role_server("agent", env={"TTSTACK_ENGINES": "docker"})
     ctl = role_server("controller", env={"TTSTACK_HOST_TIMEOUT": "3"})
     with ctl.client() as c:
-        reply = c.post("/api/hosts", json={"addr": agent.addr})
+        reply = c.post("/api/hosts", json={"addr": agent.addr, "api_key": agent.api_key})
         assert reply.status_code == 201, reply.text
     return ctl, agent
 

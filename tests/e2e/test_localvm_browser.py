@@ -1,8 +1,9 @@
 """Browser acceptance of the localvm page: a real `ttstack localvm` (daphne + worker) with the tart test
 double (tests/doubles/tart) and a fake GitHub, driven through Debian's chromium.
 
-A pull chosen from the GitHub catalogue streams its log into the log view; a clone appears in the list;
-the cards/table choice survives a reload."""
+The page is opened through the one-time sign-in URL `ttstack localvm` printed (the page itself carries no
+token); a pull chosen from the GitHub catalogue streams its log into the log view; a clone appears in the
+list; the cards/table choice survives a reload."""
 
 import json
 import os
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 from tests.localvm.fake_github import FakeGitHub
 
 DOUBLES = ROOT / "tests" / "doubles"
@@ -33,11 +34,23 @@ def localvm(role_server, tmp_path):
         yield server
 
 
+def printed_login_url(server) -> str:
+    found = wait_for(lambda: re.search(rf"{re.escape(server.url)}/\?token=[\w-]+", server.log()), timeout=30,
+                     message="the sign-in URL printed at start")
+    return found.group(0)
+
+
 def test_pull_log_streams_and_clone_appears(localvm, new_page, shot):
     from playwright.sync_api import expect
 
     page = new_page()
-    page.goto(f"{localvm.url}/")
+    login = printed_login_url(localvm)
+    page.goto(login)
+    assert page.url == f"{localvm.url}/"  # the one-time token left the address bar
+    file_token = localvm.headers()["X-Local-Token"]
+    assert file_token not in page.content()
+    cookie = next(c for c in page.context.cookies() if c["name"].startswith("ttstack_localvm"))
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     expect(page.locator('#working-vms [data-vm="dev"]')).to_be_visible()
     expect(page.locator(f'#base-images [data-vm="{BASE_IMAGE}"]')).to_be_visible()
     expect(page.locator("#tart-version")).to_contain_text("tart")
@@ -93,3 +106,9 @@ def test_pull_log_streams_and_clone_appears(localvm, new_page, shot):
     page.click("#view-table")
     shot(page, "localvm-table")
     assert not [e for e in page.errors if not re.search(r"40[34]", e)], page.errors
+
+    # The link worked once: another browser opening it is not signed in.
+    other = new_page()
+    other.goto(login)
+    expect(other.locator("#not-signed-in")).to_contain_text("used already")
+    expect(other.locator('#working-vms [data-vm="dev"]')).to_have_count(0)

@@ -127,25 +127,49 @@ class TestOwnerPages:
 
 @pytest.mark.urls("tests.e2e.urls_localvm")
 class TestLocalvmPage:
-    def test_token_only_for_loopback(self, client, tmp_path, settings):
+    """The page signs in through a one-time URL and never carries a token (issue 11)."""
+
+    LOCAL = {"HTTP_HOST": "127.0.0.1:8000", "REMOTE_ADDR": "127.0.0.1"}
+
+    @pytest.fixture(autouse=True)
+    def _token_dir(self, tmp_path, settings):
         settings.LOCALVM_TOKEN_DIR = tmp_path
         from localvm import auth
 
         auth._expected.cache_clear()
-        token = auth.ensure_token()
-        local = client.get("/", HTTP_HOST="127.0.0.1:8000", REMOTE_ADDR="127.0.0.1")
-        assert local.status_code == 200 and f'data-token="{token}"' in local.content.decode()
-        assert "no-store" in local["Cache-Control"]
-        remote = client.get("/", HTTP_HOST="127.0.0.1:8000", REMOTE_ADDR="192.0.2.7")
-        assert token not in remote.content.decode() and 'id="not-local"' in remote.content.decode()
-
-    def test_no_token_for_a_foreign_host_name(self, client, tmp_path, settings):
-        # The localvm role's ALLOWED_HOSTS refuses such a Host already; the view checks again by itself
-        # (this in-process test runs with the controller's ALLOWED_HOSTS = *).
-        settings.LOCALVM_TOKEN_DIR = tmp_path
-        from localvm import auth
-
+        self.file_token = auth.ensure_token()
+        yield
         auth._expected.cache_clear()
-        token = auth.ensure_token()
-        reply = client.get("/", HTTP_HOST="rebound.example:8000", REMOTE_ADDR="127.0.0.1")
-        assert token not in reply.content.decode()
+
+    def test_the_page_carries_no_token_and_asks_to_sign_in(self, client):
+        page = client.get("/", **self.LOCAL)
+        text = page.content.decode()
+        assert page.status_code == 200 and self.file_token not in text and "data-token" not in text
+        assert 'id="not-signed-in"' in text and "page_url" in text
+        assert "no-store" in page["Cache-Control"]
+
+    def test_a_login_url_signs_in_once(self, client):
+        from localvm.page_login import new_login_token
+
+        token = new_login_token()
+        reply = client.get(f"/?token={token}", **self.LOCAL)
+        assert reply.status_code == 302 and reply["Location"] == "/"  # the token leaves the address bar
+        page = client.get("/", **self.LOCAL).content.decode()
+        assert 'data-csrf="' in page and 'id="not-signed-in"' not in page
+        assert token not in page and self.file_token not in page
+        stranger = type(client)()
+        used = stranger.get(f"/?token={token}", **self.LOCAL)
+        assert used.status_code == 403 and "used already" in used.content.decode()
+        assert "data-csrf" not in stranger.get("/", **self.LOCAL).content.decode()
+
+    def test_no_sign_in_from_another_address_or_host_name(self, client):
+        # The localvm role's ALLOWED_HOSTS refuses a foreign Host already; the view checks again by itself
+        # (this in-process test runs with the controller's settings).
+        from localvm.page_login import new_login_token
+
+        for where in ({"HTTP_HOST": "127.0.0.1:8000", "REMOTE_ADDR": "192.0.2.7"},
+                      {"HTTP_HOST": "rebound.example:8000", "REMOTE_ADDR": "127.0.0.1"}):
+            token = new_login_token()
+            reply = client.get(f"/?token={token}", **where)
+            assert reply.status_code == 200 and "data-csrf" not in reply.content.decode()
+            assert client.get(f"/?token={token}", **self.LOCAL).status_code == 302  # not used up there

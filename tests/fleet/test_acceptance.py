@@ -43,7 +43,7 @@ def fleet(role_server, docker_client):
         if register:
             with ctl.client() as c:
                 for agent in agents:
-                    r = c.post("/api/hosts", json={"addr": agent.addr})
+                    r = c.post("/api/hosts", json={"addr": agent.addr, "api_key": agent.api_key})
                     assert r.status_code == 201, r.text
         return ctl, agents
 
@@ -69,11 +69,11 @@ def test_seed_examples(fleet, env_ids, docker_client):
     ctl, agents = fleet(register=False)
     with ctl.client() as c:
         # Register a host
-        r = c.post("/api/hosts", json={"addr": agents[0].addr})
+        r = c.post("/api/hosts", json={"addr": agents[0].addr, "api_key": agents[0].api_key})
         assert r.status_code == 201, r.text
         assert "docker" in r.json()["engines"] and r.json()["state"] == "online"
-        assert c.post("/api/hosts", json={"addr": agents[1].addr}).status_code == 201
-        assert c.post("/api/hosts", json={"addr": agents[0].addr}).status_code == 409
+        assert c.post("/api/hosts", json={"addr": agents[1].addr, "api_key": agents[1].api_key}).status_code == 201
+        assert c.post("/api/hosts", json={"addr": agents[0].addr, "api_key": agents[0].api_key}).status_code == 409
         assert len(c.get("/api/hosts").json()) == 2
         assert c.get(f"/api/hosts/{r.json()['id']}").json()["addr"] == agents[0].addr
 

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from fleet import lifecycle, loop
 from fleet.choices import EnvState, HostState, VmState
+from fleet.identity import controller_id
 from fleet.models import Environment, Host, Lease, Vm, derive_env_state
 from ttproject.tasks.models import Task
 
@@ -45,15 +46,20 @@ def test_expire_claims_and_submits_once(host):
 def test_reconcile_marks_lost_vms_failed_and_tracks_orphans(host):
     env = make_env(host)
     hb = loop.Heartbeat()
+    mine = controller_id()
     agent_vms = [{"id": "e-0", "state": "stopped", "port_map": {"80": 20001}, "ip": "172.17.0.2"},
-                 {"id": "stray", "state": "running"}]
+                 {"id": "stray", "state": "running", "controller": mine},
+                 {"id": "theirs", "state": "running", "controller": "ctl-another"},
+                 {"id": "by-hand", "state": "running"}]
     hb.reconcile(host, agent_vms)
     vm0, vm1 = Vm.objects.order_by("index")
     assert (vm0.state, vm0.port_map, vm0.ip) == (VmState.STOPPED, {"80": 20001}, "172.17.0.2")
     assert (vm1.state, vm1.gone) == (VmState.FAILED, True) and "no longer" in vm1.error
     env.refresh_from_db()
     assert env.state == EnvState.FAILED
-    assert (host.id, "stray") in hb.orphans  # destroyed only after the grace period
+    assert (host.id, "stray") in hb.orphans  # this controller's: destroyed only after the grace period
+    # Not made by this controller (issue 11): never orphans, whatever the grace.
+    assert (host.id, "theirs") not in hb.orphans and (host.id, "by-hand") not in hb.orphans
     hb.reconcile(host, [{"id": "e-0", "state": "stopped"}])
     assert (host.id, "stray") not in hb.orphans
 

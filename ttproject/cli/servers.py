@@ -1,14 +1,17 @@
 """The server commands: start a role, its worker, or the whole local stack; build images; run manage commands.
 
-    ttstack controller [--port 9200] [--bind ADDR] [--api-key KEY] [--no-worker]
+    ttstack controller [--port 9200] [--bind ADDR] [--api-key KEY] [--no-worker] [--insecure-no-auth]
     ttstack worker [--role controller|localvm]
-    ttstack agent [--port 9100] [--bind ADDR] [--api-key KEY] [--storage file|raw|zvol|zfs]
+    ttstack agent [--port 9100] [--bind ADDR] [--api-key KEY | --make-key] [--storage file|raw|zvol|zfs]
+                  [--insecure-no-auth]
     ttstack localvm [--port 8000] [--no-worker]
     ttstack up                     controller + worker + local agent, host registered, key printed
     ttstack image build tiny|docker-tiny|debian-12 [--engine qemu|docker] [--force]
     ttstack manage ROLE ARGS...    any manage.py command for that role
 
 Everything is passed to the child processes through environment variables (see docs/settings.md).
+Without a key, a role bound to an address other than loopback refuses to start (ttproject.exposure;
+docs/security.md).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from pathlib import Path
 import click
 
 from agent.imagebuild import KINDS as IMAGE_KINDS
+from ttproject import exposure
+from ttproject.datadir import private_database, private_dir
 from ttproject.vocabulary import DEFAULT_PORTS, STORAGE_ALIASES, default_data_dir
 
 from .supervisor import Supervisor
@@ -33,9 +38,11 @@ ME = [sys.executable, "-m", "ttproject.cli"]
 def _setup(role: str):
     os.environ["TTSTACK_ROLE"] = role
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ttproject.settings")
+    data_dir()  # made 0700 before the settings look at it
     import django
 
     django.setup()
+    private_database()
 
 
 def _migrate():
@@ -63,15 +70,50 @@ def _daphne_argv(bind: str, port: int) -> list[str]:
             "ttproject.asgi:application"]
 
 
+def data_dir() -> Path:
+    """This process's data dir, made 0700 when it does not exist yet."""
+    return private_dir(Path(os.environ.get("TTSTACK_DATA_DIR") or default_data_dir()).expanduser())
+
+
+def agent_key(path: Path, *, make: bool) -> str | None:
+    """The agent's own key from `path`; made there first (and printed, this once) with `make`."""
+    if make and (key := make_key(path)):
+        print(f"ttstack agent: made this agent's key into {path} (0600); it is shown only now:\n"
+              f"  {key}\nRegister the host with it: ttstack host add ADDR:PORT --key {key}", flush=True)
+        return key
+    if path.exists():
+        return read_or_make_key(path)
+    return None
+
+
+def _check_exposure(role: str, bind: str, port: int, key: str | None, insecure: bool) -> None:
+    """Refuse (exit 2) a key-less role on a non-loopback address unless --insecure-no-auth; warn then."""
+    os.environ.pop(exposure.INSECURE_ENV, None)
+    if key or role == "localvm":
+        return
+    if insecure:
+        os.environ[exposure.INSECURE_ENV] = "1"
+        print(f"ttstack {role}: WARNING {exposure.insecure_warning(bind, port)}", file=sys.stderr, flush=True)
+    elif not exposure.is_loopback(bind):
+        print(exposure.refusal(role, bind, port), file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 def serve(role: str, *, port: int | None, bind: str | None = None, api_key: str | None = None,
-          storage: str | None = None, no_worker: bool = False) -> int:
-    if api_key:
-        os.environ["TTSTACK_API_KEY"] = api_key
+          storage: str | None = None, no_worker: bool = False, insecure_no_auth: bool = False,
+          make_agent_key: bool = False) -> int:
     if storage:
         os.environ["TTSTACK_STORAGE"] = STORAGE_ALIASES[storage]
     bind = "127.0.0.1" if role == "localvm" else (bind or os.environ.get("TTSTACK_BIND", "0.0.0.0"))
     port = port or int(os.environ.get("TTSTACK_PORT", DEFAULT_PORTS[role]))
-    os.environ["TTSTACK_PORT"] = str(port)
+    os.environ["TTSTACK_PORT"], os.environ["TTSTACK_BIND"] = str(port), bind
+    here = data_dir()
+    key = api_key or os.environ.get("TTSTACK_API_KEY") or None
+    if role == "agent" and not key:
+        key = agent_key(here / "api_key", make=make_agent_key)
+    if key and role != "localvm":
+        os.environ["TTSTACK_API_KEY"] = key
+    _check_exposure(role, bind, port, key, insecure_no_auth)
     _setup(role)
     _prepare(role)
     _migrate()
@@ -81,6 +123,12 @@ def serve(role: str, *, port: int | None, bind: str | None = None, api_key: str 
         # A crashed worker is started again (with backoff) while the web process keeps serving.
         sup.spawn(f"{role} worker", [*ME, "worker", "--role", role], restart=True)
     print(f"ttstack {role} listening on http://{bind}:{port}/", flush=True)
+    if role == "localvm":
+        from localvm import page_login
+
+        page_login.forget_unused()
+        print(f"  open the page (this link signs in one browser, once): {page_login.login_url(port)}",
+              flush=True)
     return sup.wait()
 
 
@@ -88,6 +136,9 @@ PORT = click.option("--port", type=int, default=None, help="listen port")
 BIND = click.option("--bind", default=None, help="listen address (default 0.0.0.0)")
 API_KEY = click.option("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /api/*")
 NO_WORKER = click.option("--no-worker", is_flag=True, help="do not start a worker (scale-out)")
+INSECURE = click.option("--insecure-no-auth", is_flag=True,
+                        help="serve without a key on a non-loopback address (anyone who reaches it has full "
+                             "control); refused without this flag")
 
 
 @click.command(short_help="Run the controller (web + worker).", help="Run the controller (daphne + worker; default port 9200).")
@@ -95,18 +146,25 @@ NO_WORKER = click.option("--no-worker", is_flag=True, help="do not start a worke
 @BIND
 @API_KEY
 @NO_WORKER
-def controller(port, bind, api_key, no_worker):
-    sys.exit(serve("controller", port=port, bind=bind, api_key=api_key, no_worker=no_worker))
+@INSECURE
+def controller(port, bind, api_key, no_worker, insecure_no_auth):
+    sys.exit(serve("controller", port=port, bind=bind, api_key=api_key, no_worker=no_worker,
+                   insecure_no_auth=insecure_no_auth))
 
 
-@click.command(help="Run the agent of this host (daphne; default port 9100).")
+@click.command(help="Run the agent of this host (daphne; default port 9100). Its key: --api-key, else "
+                    "DATA_DIR/api_key (--make-key makes it on first start and prints it once).")
 @PORT
 @BIND
 @API_KEY
+@click.option("--make-key", is_flag=True,
+              help="make this agent's own key into DATA_DIR/api_key (0600) unless it is there; printed once")
 @click.option("--storage", type=click.Choice(sorted(STORAGE_ALIASES)), default=None,
               help="disk storage: file (alias raw) or zvol (alias zfs)")
-def agent(port, bind, api_key, storage):
-    sys.exit(serve("agent", port=port, bind=bind, api_key=api_key, storage=storage))
+@INSECURE
+def agent(port, bind, api_key, make_key, storage, insecure_no_auth):
+    sys.exit(serve("agent", port=port, bind=bind, api_key=api_key, storage=storage,
+                   insecure_no_auth=insecure_no_auth, make_agent_key=make_key))
 
 
 @click.command(short_help="Run the local Tart VM manager.", help="Run the local Tart VM manager on 127.0.0.1 (daphne + worker; default port 8000).")
@@ -162,16 +220,23 @@ def _wait_http(url: str, timeout: float = 60) -> bool:
 
 
 def read_or_make_key(path: Path) -> str:
-    """The operators' key kept in `path`, made on first use. The file is created 0600 in the same call
+    """The key kept in `path` (the operators' key of `ttstack up`, an agent's own key), made on first use."""
+    if key := make_key(path):
+        return key
+    key = path.read_text().strip()
+    if not key:
+        raise click.ClickException(f"{path} is empty: remove it to make a new key")
+    return key
+
+
+def make_key(path: Path) -> str | None:
+    """A new key written to `path`, or None when the file exists. The file is created 0600 in the same call
     that creates it (O_EXCL: never an existing file or a planted symlink), so the key is never readable
     by others, not even for a moment; a failed write leaves no file behind."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        key = path.read_text().strip()
-        if not key:
-            raise click.ClickException(f"{path} is empty: remove it to make a new key") from None
-        return key
+        return None
     key = secrets.token_urlsafe(24)
     try:
         with os.fdopen(fd, "w") as out:
@@ -189,13 +254,16 @@ def read_or_make_key(path: Path) -> str:
 def up(port, agent_port, api_key):
     import httpx
 
-    data_dir = Path(os.environ.get("TTSTACK_DATA_DIR", default_data_dir())).expanduser()
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = api_key or os.environ.get("TTSTACK_API_KEY") or read_or_make_key(data_dir / "api_key")
-    env = dict(os.environ, TTSTACK_API_KEY=key, TTSTACK_DATA_DIR=str(data_dir))
+    here = data_dir()
+    agent_dir = here / "agent"
+    agent_dir.mkdir(exist_ok=True, mode=0o700)
+    key = api_key or os.environ.get("TTSTACK_API_KEY") or read_or_make_key(here / "api_key")
+    env = dict(os.environ, TTSTACK_API_KEY=key, TTSTACK_DATA_DIR=str(here))
+    # The agent has a key of its own (never the operators'), made into its data dir on first start.
+    agent_env = {k: v for k, v in env.items() if k != "TTSTACK_API_KEY"}
     sup = Supervisor()
-    sup.spawn("agent", [*ME, "agent", "--port", str(agent_port)],
-              env=dict(env, TTSTACK_DATA_DIR=str(data_dir / "agent")))
+    sup.spawn("agent", [*ME, "agent", "--port", str(agent_port), "--make-key"],
+              env=dict(agent_env, TTSTACK_DATA_DIR=str(agent_dir)))
     sup.spawn("controller", [*ME, "controller", "--port", str(port)], env=env)
     signal.signal(signal.SIGTERM, sup.stop)
     signal.signal(signal.SIGINT, sup.stop)
@@ -205,7 +273,8 @@ def up(port, agent_port, api_key):
         print("ttstack: the controller or the agent did not come up", file=sys.stderr)
         sup.stop()
         sys.exit(1)
-    reply = httpx.post(f"{url}/api/hosts", json={"addr": agent_addr},
+    reply = httpx.post(f"{url}/api/hosts", json={"addr": agent_addr,
+                                                 "api_key": read_or_make_key(agent_dir / "api_key")},
                        headers={"Authorization": f"Bearer {key}"}, timeout=30)
     if reply.status_code not in (200, 201, 409):
         print(f"ttstack: registering the local agent failed: {reply.status_code} {reply.text}", file=sys.stderr)

@@ -10,13 +10,17 @@ from .values import VALUES as env  # lower case: not itself a setting
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 ROLE = env["ROLE"]
 DATA_DIR = env["DATA_DIR"]
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+DATA_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
 REDIS_URL = env["REDIS_URL"]
 
 # localvm binds loopback only and refuses foreign Host headers (DNS rebinding).
 if ROLE == "localvm":
     ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
     BIND_ADDR = "127.0.0.1"
+    # The page's session (localvm.page_login): never sent by another site's page, never read by scripts,
+    # and named apart from the controller's, which a browser keeps for the same host 127.0.0.1.
+    SESSION_COOKIE_NAME = "ttstack_localvm_session"
+    SESSION_COOKIE_SAMESITE = "Strict"
 
 INSTALLED_APPS = [
     "daphne",  # must come first so runserver is daphne's

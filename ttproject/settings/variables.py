@@ -9,6 +9,7 @@ import os
 import secrets
 from pathlib import Path
 
+from ttproject.exposure import allowed_hosts
 from ttproject.vocabulary import DEFAULT_PORTS, ENGINES, default_data_dir
 
 from .catalogue import Group, Values
@@ -22,7 +23,7 @@ JAIL_TEMPLATES = Path("/usr/local/ttstack/jail-templates")
 def generated_secret_key(values: Values) -> str:
     """DATA_DIR/secret_key, made on first start (0600 from the moment it exists)."""
     data_dir: Path = values["DATA_DIR"]
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = data_dir / "secret_key"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -63,8 +64,12 @@ SHARED = Group("Every role", "Read by the controller, the agent and localvm alik
       "listen address (`--bind`); localvm always 127.0.0.1"),
     V("TTSTACK_PORT", "PORT", "integer", lambda v: DEFAULT_PORTS[v["ROLE"]], "listen port (`--port`)",
       default_doc="controller 9200, agent 9100, localvm 8000"),
-    V("TTSTACK_ALLOWED_HOSTS", "ALLOWED_HOSTS", "list", ["*"],
-      "Host headers the controller and agent accept (localvm: loopback names only)", default_doc="`*`"),
+    V("TTSTACK_ALLOWED_HOSTS", "ALLOWED_HOSTS", "list", lambda v: allowed_hosts(v["BIND_ADDR"], None),
+      "Host names the controller and agent accept, e.g. the proxy's name when one forwards to a loopback "
+      "address (localvm: loopback names only; docs/security.md)",
+      default_doc="bound to loopback: `localhost,127.0.0.1,[::1]`; bound elsewhere: any"),
+    V("TTSTACK_INSECURE_NO_AUTH", "INSECURE_NO_AUTH", "boolean", False,
+      "serve without a key on a non-loopback address; set by `--insecure-no-auth` (docs/security.md)"),
     V("TTSTACK_CSRF_TRUSTED_ORIGINS", "CSRF_TRUSTED_ORIGINS", "list", [],
       "origins allowed to post forms when the controller sits behind a proxy"),
     V("DATABASE_URL", "DATABASE_URL", "string", None, "database URL (e.g. `postgresql://user@host/db`)",
@@ -111,8 +116,6 @@ CONTROLLER = Group("Controller (`ttstack controller`)", "The fleet: hosts, envir
       "(expiry, retries)"),
     V("TTSTACK_DELETE_RETRY", "FLEET_DELETE_RETRY", "seconds", 20.0,
       "how long a delete job retries unreachable agents before leaving the rest to the fleet loop"),
-    V("TTSTACK_AGENT_KEY", "FLEET_AGENT_KEY", "string", None,
-      "key the controller sends to agents; a host's own api_key overrides it", default_doc="TTSTACK_API_KEY"),
 ))
 
 AGENT = Group("Agent (`ttstack agent`)", "VMs on this host: engines, storage, ports.", (
