@@ -43,6 +43,8 @@ def spec_for(vm: Vm, image: Image | None = None) -> GuestSpec:
         disk_path=Path(vm.disk_path) if vm.disk_path else None,
         seed_path=Path(vm.seed_path) if vm.seed_path else None,
         workdir=Path(vm.workdir) if vm.workdir else conf.vms_dir() / vm.id,
+        network=vm.network,
+        private_ip=vm.ip if vm.network else "",
     )
 
 

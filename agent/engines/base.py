@@ -65,6 +65,8 @@ class GuestSpec:
     disk_path: Path | None = None  # the VM's own disk (overlay/clone) made by the storage
     seed_path: Path | None = None  # cloud-init NoCloud ISO (volume id cidata)
     workdir: Path | None = None  # per-VM directory for logs, sockets, console output
+    network: str = ""  # the environment network the guest joins on this host ("": none, docs/networks.md)
+    private_ip: str = ""  # its address there, when the agent assigns it (qemu)
 
 
 class Engine(ABC):
