@@ -208,5 +208,6 @@ def _remove_unknown_chains(host_id: str) -> None:
     """Chains of this agent whose bridge is gone (a crash between removing the bridge and the chain)."""
     prefix = names.chain_prefix(host_id)
     for chain in firewall.chains(prefix):
-        if not hostnet.link_exists(chain[len(prefix):]):
-            firewall.remove(chain)
+        bridge = chain[len(prefix):].rstrip("o")  # bridge names end in hex digits; OUTPUT chains in "o"
+        if not hostnet.link_exists(bridge):
+            firewall.remove(prefix + bridge)
