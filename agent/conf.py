@@ -1,14 +1,7 @@
-"""Settings of the agent app, read from the environment when first used.
+"""Settings of the agent app, read from the Django settings at every call.
 
-TTSTACK_IMAGE_DIR      image directory (default DATA_DIR/images); layout in agent/engines/base.py `Image`
-TTSTACK_STORAGE        file (alias raw) | zvol (alias zfs; refused at start when zfs does not work). Default file.
-TTSTACK_PUBLISH_ADDR   host address guest ports are published on (default 0.0.0.0; tests use 127.0.0.1)
-TTSTACK_PORT_RANGE     host ports handed to guests, "LOW-HIGH" (default 20000-65535)
-TTSTACK_DOCKER_URL     docker daemon (default: DOCKER_HOST or the local socket)
-TTSTACK_LIBVIRT_URI    libvirt connection of the qemu engine (default qemu:///system)
-TTSTACK_QEMU_ACCEL     auto (probe KVM, else TCG) | kvm | tcg (default auto)
-TTSTACK_STOP_TIMEOUT   seconds a graceful stop may take before the guest is forced off (default 30)
-TTSTACK_ENGINES        optional comma list restricting the engines this agent offers (default: all that probe)
+The variables, their types, defaults and meanings are declared in ttproject/settings/variables.py and listed
+in docs/settings.md; tests change them with `override_settings(AGENT_PUBLISH_ADDR=...)`.
 """
 
 from __future__ import annotations
@@ -19,10 +12,14 @@ from pathlib import Path
 
 from django.conf import settings
 
-MAX_PORTS_PER_VM = 256
-ENGINE_NAMES = ("qemu", "docker", "firecracker", "bhyve", "jail")
-VM_ENGINES = ("qemu", "firecracker", "bhyve")  # disk-booting engines: port 22, a disk and a seed
-STORAGE_ALIASES = {"file": "file", "raw": "file", "zvol": "zvol", "zfs": "zvol"}
+from ttproject import vocabulary
+
+# Aliases read by other agent modules (agent.engines, agent.api, agent.services, agent.startup); the facts
+# themselves live in ttproject.vocabulary.
+ENGINE_NAMES = vocabulary.ENGINES
+VM_ENGINES = vocabulary.VM_ENGINES
+STORAGE_ALIASES = vocabulary.STORAGE_ALIASES
+MAX_PORTS_PER_VM = vocabulary.MAX_PORTS_PER_VM
 
 
 def data_dir() -> Path:
@@ -30,7 +27,7 @@ def data_dir() -> Path:
 
 
 def image_dir() -> Path:
-    return Path(os.environ.get("TTSTACK_IMAGE_DIR") or data_dir() / "images").expanduser()
+    return Path(settings.AGENT_IMAGE_DIR or data_dir() / "images")
 
 
 def vms_dir() -> Path:
@@ -39,46 +36,44 @@ def vms_dir() -> Path:
 
 
 def storage_name() -> str:
-    raw = os.environ.get("TTSTACK_STORAGE", "file").strip().lower() or "file"
-    return STORAGE_ALIASES.get(raw, raw)
+    return vocabulary.normalise_storage(settings.AGENT_STORAGE)
 
 
 def publish_addr() -> str:
-    return os.environ.get("TTSTACK_PUBLISH_ADDR", "0.0.0.0")
+    return settings.AGENT_PUBLISH_ADDR
 
 
 def port_range() -> tuple[int, int]:
-    text = os.environ.get("TTSTACK_PORT_RANGE", "20000-65535")
-    try:
-        low, high = (int(p) for p in text.split("-", 1))
-    except ValueError as exc:
-        raise ValueError(f"TTSTACK_PORT_RANGE must be LOW-HIGH, not {text!r}") from exc
+    low, high = settings.AGENT_PORT_RANGE
     if not (1 <= low <= high <= 65535):
-        raise ValueError(f"TTSTACK_PORT_RANGE {text!r} is not within 1-65535")
+        raise ValueError(f"TTSTACK_PORT_RANGE {low}-{high} is not within 1-65535")
     return low, high
 
 
 def docker_url() -> str | None:
-    return os.environ.get("TTSTACK_DOCKER_URL") or None
+    return settings.AGENT_DOCKER_URL
 
 
 def libvirt_uri() -> str:
-    return os.environ.get("TTSTACK_LIBVIRT_URI", "qemu:///system")
+    return settings.AGENT_LIBVIRT_URI
 
 
 def qemu_accel() -> str:
-    return os.environ.get("TTSTACK_QEMU_ACCEL", "auto")
+    return settings.AGENT_QEMU_ACCEL
 
 
 def stop_timeout() -> float:
-    return float(os.environ.get("TTSTACK_STOP_TIMEOUT", "30"))
+    return float(settings.AGENT_STOP_TIMEOUT)
 
 
 def enabled_engines() -> tuple[str, ...]:
-    text = os.environ.get("TTSTACK_ENGINES", "").strip()
-    if not text:
-        return ENGINE_NAMES
-    return tuple(e.strip() for e in text.split(",") if e.strip())
+    return tuple(settings.AGENT_ENGINES) or ENGINE_NAMES
+
+
+def option(variable: str):
+    """An engine or storage option by its environment variable (TTSTACK_JAIL_IF -> settings.AGENT_JAIL_IF);
+    the options are listed in docs/settings.md."""
+    return getattr(settings, "AGENT_" + variable.removeprefix("TTSTACK_"))
 
 
 def host_id() -> str:

@@ -51,21 +51,27 @@ def main():
 
     client = Client()
 
-    def measure(url, build):
+    def count_queries(url, build):
         assert client.get(url).status_code == 200
         queries = []
         with connection.execute_wrapper(lambda execute, sql, *a: queries.append(sql) or execute(sql, *a)):
             build()
-        times = []
-        for _ in range(args.reps):
-            start = time.perf_counter()
-            client.get(url)
-            times.append(time.perf_counter() - start)
-        return len(queries), statistics.median(times)
+        return len(queries)
 
-    with override_settings(ROOT_URLCONF="tests.e2e.urls_controller", API_KEY=None):
-        dash_q, dash_t = measure("/dashboard.json", dashboard_data)
-        base_q, base_t = measure("/api/status", fleet_status)
+    def medians(*urls):
+        """Median seconds of GET url for each url, the requests alternating so all see the same load."""
+        times = {url: [] for url in urls}
+        for _ in range(args.reps):
+            for url in urls:
+                start = time.perf_counter()
+                client.get(url)
+                times[url].append(time.perf_counter() - start)
+        return [statistics.median(times[url]) for url in urls]
+
+    with override_settings(ROOT_URLCONF="ttproject.urls.controller", API_KEY=None):
+        dash_q = count_queries("/dashboard.json", dashboard_data)
+        base_q = count_queries("/api/status", fleet_status)
+        dash_t, base_t = medians("/dashboard.json", "/api/status")
     print(f"fleet: {args.hosts} hosts, {args.envs} envs x 2 VMs; {args.reps} reps, medians")
     print(f"GET /dashboard.json: {dash_q} queries, {dash_t * 1000:.1f} ms")
     print(f"GET /api/status    : {base_q} queries, {base_t * 1000:.1f} ms (baseline)")

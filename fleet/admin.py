@@ -1,16 +1,11 @@
 """The operators' console: hosts, environments, VMs (tasks are registered by ttproject.tasks)."""
 
-from datetime import timedelta
-
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import Count, Q
-from django.utils import timezone
 
-from ttproject.tasks.runner import submit
+from ttproject.errors import DomainError
 
-from .choices import EnvState
-from .loop import delete_env
+from . import hosts, lifecycle
 from .models import Environment, Host, Vm
 
 
@@ -31,6 +26,21 @@ class HostAdmin(admin.ModelAdmin):
     @admin.display(description="live VMs", ordering="_live")
     def live_vms(self, obj):
         return obj._live
+
+    def has_delete_permission(self, request, obj=None):
+        # A host with live VMs is not deleted (their reservations would vanish with it).
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or not obj.vms.filter(gone=False).exists())
+
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, [obj])
+
+    def delete_queryset(self, request, queryset):
+        for host in queryset:
+            try:
+                hosts.remove_host(host.pk)
+            except DomainError as exc:
+                self.message_user(request, exc.message, level=messages.ERROR)
 
     @admin.action(description="Drain: take no new placements")
     def drain(self, request, queryset):
@@ -56,7 +66,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
     list_display = ("id", "owner", "state", "vm_count", "expires_at", "created_at", "error")
     list_filter = ("state",)
     search_fields = ("id", "owner")
-    readonly_fields = ("state", "error", "created_at", "updated_at")
+    readonly_fields = ("state", "operation", "error", "created_at", "updated_at")
     inlines = [VmInline]
     actions = ["extend_1h", "extend_6h", "destroy", "retry_delete"]
 
@@ -68,13 +78,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
         return obj._vms
 
     def _extend(self, request, queryset, hours):
-        n = 0
-        for env in queryset.exclude(state=EnvState.DELETING):
-            base = max(env.expires_at or timezone.now(), timezone.now())
-            if env.lifetime or env.expires_at:
-                Environment.objects.filter(pk=env.pk).update(
-                    expires_at=base + timedelta(hours=hours), lifetime=env.lifetime + hours * 3600)
-                n += 1
+        n = lifecycle.extend_lifetime(queryset, hours)
         self.message_user(request, f"{n} environment(s) extended by {hours} h")
 
     @admin.action(description="Extend lifetime by 1 hour")
@@ -87,17 +91,12 @@ class EnvironmentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Destroy environment(s)")
     def destroy(self, request, queryset):
-        tasks = [t for env in queryset if (t := delete_env(env, "destroyed by an operator"))]
+        tasks = [t for env in queryset if (t := lifecycle.delete_env(env, "destroyed by an operator"))]
         self.message_user(request, f"{len(tasks)} delete task(s) submitted")
 
     @admin.action(description="Retry a failed delete")
     def retry_delete(self, request, queryset):
-        n = 0
-        for env in queryset.filter(state__in=[EnvState.DELETING, EnvState.FAILED]):
-            with transaction.atomic():
-                env.set_state(EnvState.DELETING)
-                submit("fleet.env_delete", target=env.id, owner=env.owner, params={"env": env.id, "retry": True})
-            n += 1
+        n = sum(1 for env in queryset if lifecycle.retry_delete(env))
         level = messages.SUCCESS if n else messages.WARNING
         self.message_user(request, f"{n} delete task(s) submitted", level=level)
 

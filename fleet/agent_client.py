@@ -1,21 +1,58 @@
 """The controller's only way to talk to agents: the agent JSON contract over httpx, Bearer key.
 
 Every failure becomes AgentError with a message that names the host and says what happened
-(unreachable, timed out, refused the key, answered 4xx/5xx with its detail).
+(unreachable, timed out, refused the key, answered 4xx/5xx with its detail, or answered something no
+ttstack agent would: replies are checked before the controller keeps anything of them).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 from django.conf import settings
+from django.db import connections
+from rest_framework import serializers
+
+from agent.api.serializers import ImageSerializer
+from ttproject.errors import UpstreamFailed
 
 from . import conf
 
+INT32, INT64 = 2**31 - 1, 2**63 - 1  # the largest values the host row's columns take
 
-class AgentError(Exception):
-    def __init__(self, message: str, *, status: int | None = None, unreachable: bool = False):
+
+class ResourcesReply(serializers.Serializer):
+    cpu_total = serializers.IntegerField(min_value=0, max_value=INT32)
+    mem_total = serializers.IntegerField(min_value=0, max_value=INT64)
+    disk_total = serializers.IntegerField(min_value=0, max_value=INT64)
+    cpu_used = serializers.IntegerField(min_value=0, max_value=INT32, default=0)
+    mem_used = serializers.IntegerField(min_value=0, max_value=INT64, default=0)
+    disk_used = serializers.IntegerField(min_value=0, max_value=INT64, default=0)
+
+
+class AgentInfoSerializer(serializers.Serializer):
+    """What the controller keeps of an agent's GET /api/info (strings are cut to their columns later)."""
+
+    host_id = serializers.CharField(allow_blank=True, default="")
+    hostname = serializers.CharField(allow_blank=True, default="")
+    version = serializers.CharField(allow_blank=True, default="")
+    engines = serializers.ListField(child=serializers.CharField(max_length=16), default=list)
+    engines_unavailable = serializers.DictField(child=serializers.CharField(allow_blank=True), default=dict)
+    storage = serializers.CharField(allow_blank=True, max_length=16, default="")
+    images = ImageSerializer(many=True, default=list)
+    resources = ResourcesReply()
+    vm_count = serializers.IntegerField(min_value=0, max_value=INT32, default=0)
+
+
+class AgentError(UpstreamFailed):
+    """An agent failed, did not answer, or answered what no ttstack agent would. `status`: its HTTP status."""
+
+    def __init__(self, message: str, *, status: int | None = None):
         super().__init__(message)
-        self.status, self.unreachable = status, unreachable
+        self.status = status
 
 
 def _detail(response: httpx.Response) -> str:
@@ -28,14 +65,30 @@ def _detail(response: httpx.Response) -> str:
     return str(data)[:300]
 
 
+def parallel(fn: Callable, items: Iterable) -> list:
+    """fn(item) for every item, one thread per item (at most 32), results in order. Each thread closes
+    its own database connections when done."""
+    items = list(items)
+    if not items:
+        return []
+
+    def run(item):
+        try:
+            return fn(item)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    with ThreadPoolExecutor(max_workers=min(32, len(items)), thread_name_prefix="fleet") as pool:
+        return list(pool.map(run, items))
+
+
 class AgentClient:
     def __init__(self, addr: str, api_key: str | None = None, *, timeout: float | None = None):
         self.addr = addr
-        self.base_url = addr if "://" in addr else f"http://{addr}"
         key = api_key or conf.AGENT_KEY or settings.API_KEY
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.timeout = timeout or conf.AGENT_TIMEOUT
-        self.http = httpx.Client(base_url=self.base_url, headers=headers,
+        self.http = httpx.Client(base_url=addr if "://" in addr else f"http://{addr}", headers=headers,
                                  timeout=httpx.Timeout(self.timeout, connect=min(5.0, self.timeout)))
 
     @classmethod
@@ -55,11 +108,10 @@ class AgentClient:
         try:
             response = self.http.request(method, path, timeout=timeout or httpx.USE_CLIENT_DEFAULT, **kwargs)
         except httpx.TimeoutException as exc:
-            raise AgentError(f"agent {self.addr}: no answer to {method} {path} in time ({type(exc).__name__})",
-                             unreachable=True) from exc
+            raise AgentError(
+                f"agent {self.addr}: no answer to {method} {path} in time ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
-            raise AgentError(f"agent {self.addr} unreachable: {exc or type(exc).__name__}",
-                             unreachable=True) from exc
+            raise AgentError(f"agent {self.addr} unreachable: {exc or type(exc).__name__}") from exc
         if response.status_code in ok:
             return response
         if response.status_code in (401, 403):
@@ -68,32 +120,32 @@ class AgentClient:
         raise AgentError(f"agent {self.addr}: {method} {path} -> {response.status_code}: {_detail(response)}",
                          status=response.status_code)
 
-    @staticmethod
-    def _json(response: httpx.Response, what: str):
+    def _json(self, response: httpx.Response, what: str):
         try:
             return response.json()
-        except ValueError as exc:
-            raise AgentError(f"agent answered {what} with something that is not JSON") from exc
+        except (ValueError, RecursionError) as exc:
+            raise AgentError(f"agent {self.addr} answered {what} with something that is not JSON") from exc
 
     def info(self) -> dict:
-        data = self._json(self._call("GET", "/api/info"), "/api/info")
-        if not isinstance(data, dict) or "resources" not in data:
-            raise AgentError(f"agent {self.addr}: /api/info does not look like a ttstack agent's")
-        return data
+        """The agent's /api/info, checked: AgentError unless it has the fields the controller keeps,
+        of the right types and within the bounds of the host row's columns."""
+        reply = AgentInfoSerializer(data=self._json(self._call("GET", "/api/info"), "/api/info"))
+        if not reply.is_valid():
+            problems = json.dumps(reply.errors, separators=(",", ":"))[:500]
+            raise AgentError(f"agent {self.addr}: /api/info does not look like a ttstack agent's: {problems}")
+        return reply.validated_data
 
     def list_vms(self) -> list[dict]:
         data = self._json(self._call("GET", "/api/vms"), "/api/vms")
         if isinstance(data, dict):  # tolerate a paginated or wrapped list
             data = data.get("results") or data.get("vms") or []
-        return list(data)
+        if not isinstance(data, list):
+            raise AgentError(f"agent {self.addr}: /api/vms is not a list")
+        return [vm for vm in data if isinstance(vm, dict)]
 
     def create_vm(self, body: dict) -> dict:
         response = self._call("POST", "/api/vms", json=body, ok=(200, 201), timeout=conf.AGENT_CREATE_TIMEOUT)
         return self._json(response, "POST /api/vms")
-
-    def get_vm(self, vm_id: str) -> dict | None:
-        response = self._call("GET", f"/api/vms/{vm_id}", ok=(200, 404))
-        return None if response.status_code == 404 else self._json(response, "GET /api/vms/{id}")
 
     def delete_vm(self, vm_id: str) -> bool:
         """True when the VM is gone (deleted now or unknown to the agent already)."""

@@ -28,6 +28,5 @@ class VmState(models.TextChoices):
     DELETED = "deleted"
 
 
-ENGINES = ("qemu", "firecracker", "docker", "bhyve", "jail")
 # Engines whose images are not files the agent lists: the docker engine takes any local image tag.
 IMAGE_FREE_ENGINES = ("docker",)

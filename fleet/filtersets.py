@@ -1,9 +1,9 @@
-"""Query-string filters of the list endpoints (?state=, ?owner=, ?host=...)."""
+"""Query-string filters of the list endpoints: GET /api/envs?state=&owner=&expires_before=, GET /api/hosts?state=&drain=."""
 
 import django_filters
 
-from .choices import EnvState, HostState, VmState
-from .models import Environment, Host, Vm
+from .choices import EnvState, HostState
+from .models import Environment, Host
 
 
 class EnvironmentFilterSet(django_filters.FilterSet):
@@ -22,11 +22,3 @@ class HostFilterSet(django_filters.FilterSet):
     class Meta:
         model = Host
         fields = ["state", "drain"]
-
-
-class VmFilterSet(django_filters.FilterSet):
-    state = django_filters.MultipleChoiceFilter(choices=VmState.choices)
-
-    class Meta:
-        model = Vm
-        fields = ["state", "env", "host", "engine"]

@@ -2,7 +2,9 @@
 
 Every job is safe to run twice and to resume after a crash: it works from the rows' states
 (VMs still `pending`/`creating` are asked of their agent again — the agent answers 200 for the same
-id with the same parameters), and it moves the environment with conditional UPDATEs.
+id with the same parameters), it moves the environment only through fleet.transitions (conditional
+UPDATEs), and create, stop and start give up as soon as their task is no longer the environment's
+operation (a delete took over).
 Agents are called in parallel, one thread per VM; each thread closes its own DB connection.
 """
 
@@ -10,91 +12,39 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 
-from django.db import connections
-from django.utils import timezone
-
-from ttproject.tasks.models import Task, TaskStatus
 from ttproject.tasks.registry import job
 from ttproject.tasks.runner import TaskFailed
 
 from . import conf
-from .agent_client import AgentClient, AgentError
+from .agent_client import AgentClient, AgentError, parallel
 from .choices import EnvState, VmState
 from .models import Environment, Vm, derive_env_state
+from .teardown import destroy_vm, finish_delete
+from .transitions import finish, is_current, wait_for_superseded
 
 log = logging.getLogger(__name__)
-ACTIVE_TASK = (TaskStatus.PENDING, TaskStatus.RUNNING)
+CANCELLED = "cancelled: the environment is being deleted"
 
 
-def parallel(fn: Callable, items: Iterable) -> list:
-    items = list(items)
-    if not items:
-        return []
-
-    def run(item):
-        try:
-            return fn(item)
-        finally:
-            connections.close_all()  # this thread's connections only
-
-    with ThreadPoolExecutor(max_workers=min(32, len(items)), thread_name_prefix="fleet") as pool:
-        return list(pool.map(run, items))
-
-
-def _vm_update(vm: Vm, **fields):
-    fields["updated_at"] = timezone.now()
-    Vm.objects.filter(pk=vm.pk).update(**fields)
-    for key, value in fields.items():
-        setattr(vm, key, value)
-
-
-def destroy_vm(vm: Vm, reason: str = "") -> bool:
-    """Delete one VM on its agent; True once the agent confirmed it is gone (404 counts)."""
-    if vm.gone:
-        return True
-    _vm_update(vm, doomed=True)
-    if vm.host is None:
-        _vm_update(vm, gone=True)
-        return True
-    try:
-        with AgentClient.for_host(vm.host) as agent:
-            agent.delete_vm(vm.id)
-    except AgentError as exc:
-        log.warning("delete of VM %s pending: %s", vm.id, exc)
-        return False
-    fields = {"gone": True}
-    if vm.state != VmState.FAILED:
-        fields["state"] = VmState.DELETED
-    if reason and not vm.error:
-        fields["error"] = reason
-    _vm_update(vm, **fields)
-    return True
-
-
-def env_has_task(env_id: str, action: str, exclude: str | None = None) -> bool:
-    tasks = Task.objects.filter(action=action, target=env_id, status__in=ACTIVE_TASK)
-    if exclude:
-        tasks = tasks.exclude(pk=exclude)
-    return tasks.exists()
+def _own_env(ctx) -> Environment | dict:
+    """The job's environment, or the job's result when this task is no longer its operation."""
+    env = Environment.objects.filter(pk=ctx.params["env"]).first()
+    if env is None or env.operation_id != ctx.id:
+        return {"env": ctx.params["env"], "skipped": f"environment is {env.state if env else 'gone'}"}
+    return env
 
 
 # ------------------------------------------------------------------------------------------- create
-
-
-def _env_state(env_id: str) -> str | None:
-    return Environment.objects.filter(pk=env_id).values_list("state", flat=True).first()
 
 
 def _create_one(env: Environment, vm: Vm, ctx) -> str | None:
     """Create one VM; None on success, else the error."""
     if vm.state in (VmState.RUNNING, VmState.STOPPED):
         return None  # done by an earlier run of this job
-    if _env_state(env.id) != EnvState.CREATING:
-        return "cancelled: the environment is being deleted"
-    _vm_update(vm, state=VmState.CREATING)
+    if not is_current(env.id, ctx.id):
+        return CANCELLED
+    vm.write(state=VmState.CREATING)
     started = time.monotonic()
     try:
         with AgentClient.for_host(vm.host) as agent:
@@ -102,37 +52,37 @@ def _create_one(env: Environment, vm: Vm, ctx) -> str | None:
     except AgentError as exc:
         # A 4xx other than 409 means the agent refused before making anything.
         made_nothing = exc.status is not None and 400 <= exc.status < 500 and exc.status != 409
-        _vm_update(vm, state=VmState.FAILED, error=str(exc), doomed=True, gone=made_nothing)
+        vm.write(state=VmState.FAILED, error=str(exc), doomed=True, gone=made_nothing)
         ctx.log(f"VM {vm.id} on {vm.host.addr} failed: {exc}")
         return str(exc)
     vm.apply_agent(data)
-    _vm_update(vm, state=vm.state if vm.state != VmState.CREATING else VmState.RUNNING, ip=vm.ip,
+    vm.write(state=vm.state if vm.state != VmState.CREATING else VmState.RUNNING, ip=vm.ip,
                port_map=vm.port_map, publish_addr=vm.publish_addr, error=vm.error)
     ctx.log(f"VM {vm.id} on {vm.host.addr}: {vm.state} {vm.port_map} ({time.monotonic() - started:.2f} s)")
     if vm.state == VmState.FAILED:
-        _vm_update(vm, doomed=True)
+        vm.write(doomed=True)
         return vm.error
-    if _env_state(env.id) != EnvState.CREATING:  # deleted while we were creating: undo at once
+    if not is_current(env.id, ctx.id):  # deleted while we were creating: undo at once
         destroy_vm(vm)
-        return "cancelled: the environment is being deleted"
+        return CANCELLED
     return None
 
 
 @job("fleet.env_create")
 def env_create(ctx):
-    env = Environment.objects.filter(pk=ctx.params["env"]).first()
-    if env is None or env.state != EnvState.CREATING:
-        return {"env": ctx.params["env"], "skipped": f"environment is {env.state if env else 'gone'}"}
+    env = _own_env(ctx)
+    if not isinstance(env, Environment):
+        return env
     vms = list(env.vms.select_related("host").filter(gone=False).order_by("index"))
     ctx.log(f"creating {len(vms)} VM(s) on {len({vm.host_id for vm in vms})} host(s)")
     errors = parallel(lambda vm: _create_one(env, vm, ctx), vms)
     failed = {vm.id: err for vm, err in zip(vms, errors, strict=True) if err}
-    if _env_state(env.id) != EnvState.CREATING:
+    if not is_current(env.id, ctx.id):
         ctx.log("the environment was deleted while being created; the delete job removes the rest")
         return {"env": env.id, "cancelled": True}
     if not failed:
         states = list(env.vms.values_list("state", flat=True))
-        env.set_state(derive_env_state(states, EnvState.ACTIVE), only_from=[EnvState.CREATING])
+        finish(env, "create", derive_env_state(states, EnvState.ACTIVE))
         return {"env": env.id, "state": env.state, "vms": [vm.id for vm in vms]}
     # All or nothing: take back every VM made, keep each VM's own error.
     first = next(iter(failed))
@@ -141,26 +91,18 @@ def env_create(ctx):
     Vm.objects.filter(env=env).update(doomed=True)
     for vm in vms:
         if vm.id not in failed:
-            _vm_update(vm, error=f"rolled back because VM {first} failed")
+            vm.write(error=f"rolled back because VM {first} failed")
     pending = [vm for vm in vms if not vm.gone]
     confirmed = parallel(destroy_vm, pending)
     left = [vm.id for vm, ok in zip(pending, confirmed, strict=True) if not ok]
     if left:
         ctx.log(f"not confirmed yet (the fleet loop keeps retrying): {', '.join(left)}")
-    env.set_state(EnvState.FAILED, only_from=[EnvState.CREATING], error=summary)
+    finish(env, "create", EnvState.FAILED, error=summary)
     raise TaskFailed(f"environment {env.id} failed: {summary}",
                      result={"env": env.id, "state": EnvState.FAILED, "errors": failed, "pending_delete": left})
 
 
 # ------------------------------------------------------------------------------------------- delete
-
-
-def finish_delete(env_id: str) -> bool:
-    """Drop the environment's rows once every VM is confirmed gone. True when it is gone."""
-    if Vm.objects.filter(env_id=env_id, gone=False).exists():
-        return False
-    Environment.objects.filter(pk=env_id, state=EnvState.DELETING).delete()
-    return not Environment.objects.filter(pk=env_id).exists()
 
 
 @job("fleet.env_delete")
@@ -169,11 +111,8 @@ def env_delete(ctx):
     env = Environment.objects.filter(pk=env_id).first()
     if env is None:
         return {"env": env_id, "deleted": True}
-    env.set_state(EnvState.DELETING)
     # Let a create still running on this env see the delete and stop asking agents.
-    deadline = time.monotonic() + conf.AGENT_CREATE_TIMEOUT
-    while env_has_task(env_id, "fleet.env_create") and time.monotonic() < deadline:
-        time.sleep(0.3)
+    wait_for_superseded(ctx.params, conf.AGENT_CREATE_TIMEOUT)
     Vm.objects.filter(env_id=env_id).update(doomed=True)
     deadline = time.monotonic() + conf.DELETE_RETRY
     while True:
@@ -186,7 +125,7 @@ def env_delete(ctx):
             break
         if time.monotonic() > deadline:
             left = [vm.id for vm, ok in zip(pending, done, strict=True) if not ok]
-            env.set_state(EnvState.DELETING, error=f"waiting for agents to confirm: {', '.join(left)}")
+            finish(env, "delete", EnvState.DELETING, error=f"waiting for agents to confirm: {', '.join(left)}")
             raise TaskFailed(f"{len(left)} VM(s) not confirmed deleted yet; the controller keeps retrying",
                              result={"env": env_id, "pending_delete": left})
         time.sleep(1)
@@ -197,10 +136,11 @@ def env_delete(ctx):
 # --------------------------------------------------------------------------------------- stop/start
 
 
-def _power(ctx, action: str, claim_state: str):
-    env = Environment.objects.filter(pk=ctx.params["env"]).first()
-    if env is None or env.state != claim_state:
-        return {"env": ctx.params["env"], "skipped": f"environment is {env.state if env else 'gone'}"}
+def _power(ctx, action: str):
+    env = _own_env(ctx)
+    if not isinstance(env, Environment):
+        return env
+    wait_for_superseded(ctx.params, conf.AGENT_CREATE_TIMEOUT)
     vms = list(env.vms.select_related("host").filter(gone=False))
 
     def one(vm: Vm) -> str | None:
@@ -208,10 +148,10 @@ def _power(ctx, action: str, claim_state: str):
             with AgentClient.for_host(vm.host) as agent:
                 data = agent.stop_vm(vm.id) if action == "stop" else agent.start_vm(vm.id)
         except AgentError as exc:
-            _vm_update(vm, error=str(exc))
+            vm.write(error=str(exc))
             return str(exc)
         vm.apply_agent(data)
-        _vm_update(vm, state=vm.state, ip=vm.ip, port_map=vm.port_map, publish_addr=vm.publish_addr,
+        vm.write(state=vm.state, ip=vm.ip, port_map=vm.port_map, publish_addr=vm.publish_addr,
                    error="" if vm.state != VmState.FAILED else vm.error)
         return None
 
@@ -219,7 +159,7 @@ def _power(ctx, action: str, claim_state: str):
     failed = {vm.id: err for vm, err in zip(vms, errors, strict=True) if err}
     states = list(env.vms.filter(gone=False).values_list("state", flat=True))
     new = derive_env_state(states, EnvState.ACTIVE)
-    env.set_state(new, only_from=[claim_state], error="; ".join(f"{k}: {v}" for k, v in failed.items()))
+    finish(env, action, new, error="; ".join(f"{k}: {v}" for k, v in failed.items()))
     if failed:
         raise TaskFailed(f"{action} failed for {len(failed)} VM(s)", result={"env": env.id, "errors": failed})
     return {"env": env.id, "state": new}
@@ -227,9 +167,9 @@ def _power(ctx, action: str, claim_state: str):
 
 @job("fleet.env_stop")
 def env_stop(ctx):
-    return _power(ctx, "stop", EnvState.STOPPING)
+    return _power(ctx, "stop")
 
 
 @job("fleet.env_start")
 def env_start(ctx):
-    return _power(ctx, "start", EnvState.STARTING)
+    return _power(ctx, "start")

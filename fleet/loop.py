@@ -1,8 +1,8 @@
 """The controller's periodic work: heartbeat + reconciliation, expiry, retried deletes.
 
-It runs in exactly one place: `manage fleet_loop`, a child process `ttstack controller` supervises
-next to its worker. Should several be started (scale-out), a lease row lets only one work at a time;
-the others wait to take over when its lease lapses. Everything it does is driven by the database, so
+It runs as `manage fleet_loop`, a child process every controller worker (`ttstack controller`,
+`ttstack worker controller`) supervises next to its job workers. With several workers (scale-out), a
+lease row lets only one loop work at a time; the others wait to take over when its lease lapses. Everything it does is driven by the database, so
 a restart resumes where it stopped: expired environments are found by `expires_at`, VMs still to
 delete by their `doomed`/`gone` flags.
 """
@@ -16,18 +16,16 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connections
 from django.db.models import Q
 from django.utils import timezone
 
-from ttproject.tasks.models import Task
-from ttproject.tasks.runner import submit
-
-from . import conf
-from .agent_client import AgentClient, AgentError
+from . import conf, lifecycle
+from .agent_client import AgentClient, AgentError, parallel
 from .choices import EnvState, HostState, VmState
-from .jobs import ACTIVE_TASK, destroy_vm, finish_delete, parallel
-from .models import Environment, Host, Lease, Vm, derive_env_state
+from .models import Environment, Host, Lease, Vm
+from .teardown import destroy_vm, finish_delete
+from .transitions import busy_env_ids, settle
 
 log = logging.getLogger("fleet.loop")
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
@@ -41,34 +39,12 @@ def take_lease(ttl: float) -> bool:
                 .update(holder=HOLDER, until=now + timedelta(seconds=ttl)))
 
 
-# ------------------------------------------------------------------------------------------- expiry
-
-
-def delete_env(env: Environment, reason: str, only_from=None) -> Task | None:
-    """Claim the environment for deletion and submit the delete job (None if someone else claimed it)."""
-    with transaction.atomic():
-        allowed = only_from or [s for s in EnvState.values if s != EnvState.DELETING]
-        if not env.set_state(EnvState.DELETING, only_from=allowed):
-            return None
-        return submit("fleet.env_delete", target=env.id, owner=env.owner, params={"env": env.id, "reason": reason})
-
-
-def expire() -> list[str]:
-    expired = []
-    for env in Environment.objects.filter(expires_at__lte=timezone.now()).exclude(state=EnvState.DELETING):
-        if delete_env(env, "expired", only_from=[env.state]):
-            log.info("environment %s expired (deadline %s): deleting", env.id, env.expires_at)
-            expired.append(env.id)
-    return expired
-
-
 # ----------------------------------------------------------------------------------- retried deletes
 
 
 def retry_deletes() -> int:
     """Destroy doomed VMs whose env has no job running (rollbacks and deletes that agents missed)."""
-    busy = set(Task.objects.filter(status__in=ACTIVE_TASK, action__startswith="fleet.env_")
-               .values_list("target", flat=True))
+    busy = busy_env_ids()
     vms = [vm for vm in Vm.objects.select_related("host").filter(doomed=True, gone=False,
                                                                  host__state=HostState.ONLINE)
            if vm.env_id not in busy]
@@ -124,8 +100,7 @@ class Heartbeat:
         rows written at or after it (a VM created or started meanwhile) are newer than the list and
         left alone (the next heartbeat looks at them again)."""
         on_agent = {str(v.get("id")): v for v in agent_vms if isinstance(v, dict) and v.get("id")}
-        busy = set(Task.objects.filter(status__in=ACTIVE_TASK, action__startswith="fleet.env_")
-                   .values_list("target", flat=True))
+        busy = busy_env_ids()
         touched = set()
         live = {vm.id: vm for vm in Vm.objects.filter(host=host, gone=False).select_related("env")}
         for vm in live.values():
@@ -155,8 +130,8 @@ class Heartbeat:
             states = list(Vm.objects.filter(env_id=env_id).exclude(state=VmState.DELETED)
                           .values_list("state", flat=True))
             env = Environment.objects.filter(pk=env_id).first()
-            if env and env.state in (EnvState.ACTIVE, EnvState.STOPPED):
-                env.set_state(derive_env_state(states, env.state), only_from=[EnvState.ACTIVE, EnvState.STOPPED])
+            if env:
+                settle(env, states)
         self.collect_orphans(host, set(on_agent) - set(live))
 
     def collect_orphans(self, host: Host, unknown: set[str]):
@@ -182,37 +157,42 @@ class Heartbeat:
                 log.warning("could not destroy orphan VM %s on %s: %s", vm_id, host.addr, exc)
 
 
+def _repeat(name: str, period: float, work, stop):
+    """work() every `period` seconds until stop(); a failed round is logged and the next one runs
+    (the loop must outlive a bad round: database briefly locked, agent bug...)."""
+    while not stop():
+        started = time.monotonic()
+        try:
+            close_old_connections()
+            work()
+        except Exception:
+            log.exception("fleet loop: %s round failed", name)
+        time.sleep(max(0.05, period - (time.monotonic() - started)))
+    connections.close_all()  # this thread's
+
+
 def run_forever(stop=lambda: False):
-    """Expiry and retried deletes every tick; the heartbeat in its own thread, so a slow agent never
-    delays an expiry. Both work only while this process holds the lease."""
+    """Three rounds, each in its own thread so none waits for another: expiry (every tick; the database
+    only, no agent call), retried deletes (every tick) and the heartbeat (every TTSTACK_HEARTBEAT s),
+    both of which call agents. So a slow agent never delays an expiry, nor the lease's renewal, which
+    the expiry round does: all three work only while this process holds the lease."""
     holding = threading.Event()
     lease_ttl = max(15.0, conf.HOST_TIMEOUT)
     log.info("fleet loop started (%s): heartbeat %.1f s, host timeout %.1f s, tick %.1f s",
              HOLDER, conf.HEARTBEAT, conf.HOST_TIMEOUT, conf.TICK)
 
-    def beat_forever():
-        heartbeat = Heartbeat()
-        while not stop():
-            started = time.monotonic()
-            try:
-                close_old_connections()
-                if holding.is_set():
-                    heartbeat.beat()
-            except Exception:
-                log.exception("heartbeat round failed")
-            time.sleep(max(0.05, conf.HEARTBEAT - (time.monotonic() - started)))
+    def expiry():
+        if take_lease(lease_ttl):
+            holding.set()
+            lifecycle.expire_envs()
+        else:
+            holding.clear()
 
-    threading.Thread(target=beat_forever, name="fleet-heartbeat", daemon=True).start()
-    while not stop():
-        started = time.monotonic()
-        try:
-            close_old_connections()
-            if take_lease(lease_ttl):
-                holding.set()
-                expire()
-                retry_deletes()
-            else:
-                holding.clear()
-        except Exception:  # the loop must outlive a bad round (database briefly locked, agent bug...)
-            log.exception("fleet loop round failed")
-        time.sleep(max(0.05, conf.TICK - (time.monotonic() - started)))
+    def while_holding(work):
+        return lambda: work() if holding.is_set() else None
+
+    for name, period, work in (("heartbeat", conf.HEARTBEAT, Heartbeat().beat), ("retried deletes", conf.TICK,
+                                                                              retry_deletes)):
+        threading.Thread(target=_repeat, args=(name, period, while_holding(work), stop),
+                         name=f"fleet-{name.replace(' ', '-')}", daemon=True).start()
+    _repeat("expiry", conf.TICK, expiry, stop)

@@ -43,15 +43,6 @@ class Host(models.Model):
     def __str__(self):
         return self.addr
 
-    @property
-    def base_url(self) -> str:
-        return self.addr if "://" in self.addr else f"http://{self.addr}"
-
-    @property
-    def publish_host(self) -> str:
-        """Where a VM's published ports are reached when the agent does not say."""
-        return self.addr.split("://")[-1].rsplit(":", 1)[0]
-
     def apply_info(self, info: dict):
         """Copy an agent's /api/info answer onto the row (not saved)."""
         res = info.get("resources") or {}
@@ -94,6 +85,9 @@ class Environment(models.Model):
     state = models.CharField(max_length=16, choices=EnvState.choices, default=EnvState.CREATING,
                              db_index=True)
     error = models.TextField(blank=True, default="")
+    # The task of the latest operation (fleet.transitions): the environment is busy while it runs.
+    operation = models.ForeignKey("tasks.Task", on_delete=models.SET_NULL, null=True, blank=True,
+                                  related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -135,7 +129,8 @@ class Vm(models.Model):
     id = models.CharField(primary_key=True, max_length=140)
     env = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="vms")
     index = models.PositiveSmallIntegerField(default=0)
-    # SET_NULL only ever hits VMs already gone: a host with live VMs cannot be deleted.
+    # SET_NULL only ever hits VMs already gone: a host with live VMs is never deleted (fleet.hosts.remove_host,
+    # the only way the API and the admin delete hosts, refuses it).
     host = models.ForeignKey(Host, on_delete=models.SET_NULL, null=True, related_name="vms")
     image = models.CharField(max_length=255)
     engine = models.CharField(max_length=16)
@@ -161,6 +156,13 @@ class Vm(models.Model):
 
     def __str__(self):
         return self.id
+
+    def write(self, **fields):
+        """UPDATE these fields of the row (and updated_at) without reading it first; the instance follows."""
+        fields["updated_at"] = timezone.now()
+        Vm.objects.filter(pk=self.pk).update(**fields)
+        for key, value in fields.items():
+            setattr(self, key, value)
 
     def agent_request(self, ssh_keys: list[str]) -> dict:
         """The agent's POST /api/vms body."""

@@ -1,30 +1,31 @@
-"""Input checks shared by the API and the admin."""
+"""Checks of the fleet API's inputs (used by fleet.api.serializers and the create form) and the names the
+controller derives from them.
+
+Patterns come from ttproject.vocabulary and are anchored with \\A and \\Z: `$` would also match before a
+trailing newline ("tnl\\n"). drf-spectacular writes them into the schema as ECMA `^...$`.
+"""
 
 import hashlib
 import re
 
-try:  # the agent's check, so controller and agent accept exactly the same keys
-    from agent.cloudinit import validate_ssh_key as _agent_validate
-except ImportError:  # pragma: no cover - the agent app is always installed in this project
-    _agent_validate = None
+from django.core.validators import RegexValidator
 
-ENV_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-ADDR = re.compile(r"^(https?://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+from agent.cloudinit import validate_ssh_key as _agent_validate_ssh_key
+from ttproject.vocabulary import HOSTNAME_PATTERN, HOSTNAME_RE, NAME_PATTERN
 
-
-def env_id_error(value: str) -> str | None:
-    if not isinstance(value, str) or not ENV_ID.match(value):
-        return "must be 1-128 characters of A-Z a-z 0-9 . _ -"
-    if value.startswith("."):
-        return "must not start with a dot"
-    return None
+ENV_ID = RegexValidator(rf"\A{NAME_PATTERN}\Z",
+                        "must be 1-128 characters of A-Z a-z 0-9 . _ - and must not start with a dot")
+IMAGE = RegexValidator(r"\A[^\s\x00-\x1f\x7f]+\Z", "must not contain blanks or control characters")
+ADDR = RegexValidator(r"\A(https?://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5}/?\Z", "must be host:port (e.g. 10.0.0.2:9100)")
+# Keys go in an HTTP header (Authorization: Bearer KEY): visible ASCII, no blanks.
+API_KEY = RegexValidator(r"\A[\x21-\x7e]*\Z", "must be visible ASCII characters without blanks")
+HOSTNAME = RegexValidator(rf"\A{HOSTNAME_PATTERN}\Z", "must be one RFC 1123 label")
 
 
 def validate_ssh_key(key: str) -> str:
-    """Return the normalised key or raise ValueError with the reason."""
-    if _agent_validate is not None:
-        return _agent_validate(key)
-    raise ValueError("no SSH key validator available")  # pragma: no cover
+    """Return the normalised key or raise ValueError with the reason: the agent's own check, so controller
+    and agent accept exactly the same keys."""
+    return _agent_validate_ssh_key(key)
 
 
 def vm_id_for(env_id: str, index: int) -> str:
@@ -37,6 +38,7 @@ def vm_id_for(env_id: str, index: int) -> str:
 
 
 def hostname_for(vm_id: str) -> str:
-    """A valid RFC 1123 label derived from a VM id (ids may hold . and _)."""
+    """An RFC 1123 label (1-63 of letters, digits, '-', no '-' first or last) derived from a VM id
+    (ids may hold . and _)."""
     label = re.sub(r"[^A-Za-z0-9-]", "-", vm_id).strip("-")[:63].strip("-")
-    return label or "vm"
+    return label if HOSTNAME_RE.match(label) else "vm"

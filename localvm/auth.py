@@ -11,13 +11,15 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 
-from ttproject.api.auth import OPERATOR
+from ttproject.api.auth import OPERATOR, query_token
+
+from . import conf
 
 HEADER = "HTTP_X_LOCAL_TOKEN"
 
 
 def token_dir() -> Path:
-    return Path(os.environ.get("TTSTACK_TOKEN_DIR", Path.home() / ".tartvm-manager")).expanduser()
+    return Path(conf.TOKEN_DIR)
 
 
 def token_path() -> Path:
@@ -69,3 +71,8 @@ class HasLocalToken(BasePermission):
 
     def has_permission(self, request, view):
         return bool(request.user and request.user.is_authenticated)
+
+
+def ws_principal(scope):
+    """localvm's WebSockets: the local token as `?token=` (settings.WEBSOCKET_AUTHENTICATION)."""
+    return OPERATOR if token_matches(query_token(scope)) else None

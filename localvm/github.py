@@ -1,24 +1,24 @@
 """The image catalogue: cirruslabs' `macos-*` container packages and their tags, from the GitHub REST API.
 
-The token is stored in the database (never returned whole). Listings follow `Link: rel="next"`
-pagination and are cached GITHUB_CACHE_TTL seconds per token. Any GitHub failure raises GitHubError
-with a readable reason, so the API can answer 502 instead of an empty list that looks like "no images".
+The token is kept in DATA_DIR/localvm/github_token (0600 from the moment it exists, never in the database)
+and never returned whole. Listings follow `Link: rel="next"` pagination and are kept in Django's cache for
+GITHUB_CACHE_TTL seconds per token. Any GitHub failure raises GitHubError with a readable reason, so the
+API can answer 502 instead of an empty list that looks like "no images".
 """
 
 import hashlib
-import threading
-import time
+import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+from django.conf import settings
+from django.core.cache import cache
 
-from . import conf, models
+from . import conf
 
-TOKEN_KEY = "github_token"
 IMAGE_PREFIX = "macos-"
-_cache: dict[tuple, tuple[float, list[dict]]] = {}
-_cache_lock = threading.Lock()
 
 
 class GitHubError(Exception):
@@ -29,17 +29,31 @@ class TokenMissing(Exception):
     pass
 
 
+def token_path() -> Path:
+    return Path(settings.DATA_DIR) / "localvm" / "github_token"
+
+
 def get_token() -> str | None:
-    value, _ = models.read(TOKEN_KEY)
-    return value or None
+    try:
+        return token_path().read_text().strip() or None
+    except FileNotFoundError:
+        return None
 
 
-def set_token(token: str) -> None:
+def set_token(token: str | None) -> None:
+    """Store the token (None or "" clears it); the catalogue is fetched again with the new one."""
+    old = get_token()
+    path = token_path()
     if token:
-        models.write(TOKEN_KEY, token)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fresh = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        os.replace(fresh, path)
     else:
-        models.forget(TOKEN_KEY)
-    clear_cache()
+        path.unlink(missing_ok=True)
+    cache.delete_many([_catalogue_key(t) for t in (old, token) if t])
 
 
 def masked(token: str | None) -> str | None:
@@ -55,9 +69,9 @@ def token_status() -> dict:
     return {"configured": bool(token), "masked_token": masked(token)}
 
 
-def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
+def _catalogue_key(token: str) -> str:
+    where = f"{conf.GITHUB_API} {conf.GITHUB_ORG} {token}"
+    return "localvm.github." + hashlib.sha256(where.encode()).hexdigest()[:40]
 
 
 def _reason(reply: httpx.Response) -> str:
@@ -128,11 +142,9 @@ def list_images(*, force: bool = False) -> list[dict]:
     if not token:
         raise TokenMissing("No GitHub token is configured: set one with POST /api/settings/github-token "
                            "(a personal access token with read:packages).")
-    key = (conf.GITHUB_API, conf.GITHUB_ORG, hashlib.sha256(token.encode()).hexdigest())
-    with _cache_lock:
-        hit = _cache.get(key)
-    if hit and not force and time.monotonic() - hit[0] < conf.GITHUB_CACHE_TTL:
-        return hit[1]
+    key = _catalogue_key(token)
+    if not force and (hit := cache.get(key)) is not None:
+        return hit
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
                "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "ttstack-localvm"}
     with httpx.Client(headers=headers, timeout=conf.GITHUB_TIMEOUT, follow_redirects=True) as client:
@@ -142,6 +154,5 @@ def list_images(*, force: bool = False) -> list[dict]:
         with ThreadPoolExecutor(max_workers=8) as pool:
             all_tags = list(pool.map(lambda p: _tags(client, p["name"]), packages))
     images = sorted((_image(p, t) for p, t in zip(packages, all_tags, strict=True)), key=lambda i: i["name"])
-    with _cache_lock:
-        _cache[key] = (time.monotonic(), images)
+    cache.set(key, images, timeout=conf.GITHUB_CACHE_TTL)
     return images

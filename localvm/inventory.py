@@ -1,22 +1,25 @@
 """The VM inventory: `tart list` plus `tart ip` of every running VM (in parallel), cached in the database.
 
 GET /api/vms answers from the cached snapshot (refreshing once if there is none yet); POST
-/api/vms/refresh and every finished job refresh it. VM configs (`tart get`) are cached per VM in the
-database too, so the worker can drop an entry the web process cached; the inventory fills `os`, `cpu`,
-`memory` and `display` from those cached configs (a refresh never runs `tart get` itself).
+/api/vms/refresh and every finished job refresh it. VM configs (`tart get`) are cached per VM too. Both live
+in Django's cache, a table of the role's database, so the worker can drop an entry the web process cached.
+The inventory fills `os`, `cpu`, `memory` and `display` from those cached configs (a refresh never runs
+`tart get` itself).
 """
 
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from . import conf, models, tart
+from django.core.cache import cache
+
+from . import conf, tart
 
 log = logging.getLogger(__name__)
-INVENTORY_KEY = "inventory"
-CONFIG_PREFIX = "config:"
+INVENTORY_KEY = "localvm.inventory"
 _refresh_lock = threading.Lock()
 
 
@@ -66,9 +69,15 @@ def to_vm(item: dict, ip_address: str | None, raw_config: dict | None) -> dict:
     }
 
 
-def _cached_configs() -> dict[str, dict]:
-    rows = models.Entry.objects.filter(key__startswith=CONFIG_PREFIX).values_list("key", "value")
-    return {key[len(CONFIG_PREFIX):]: value for key, value in rows if isinstance(value, dict)}
+def _config_key(name: str) -> str:
+    # Names of pulled images run to 512 characters of '/', ':' and '@': hashed, they fit any cache key.
+    return "localvm.config." + hashlib.sha256(name.encode()).hexdigest()[:40]
+
+
+def _cached_configs(names: Iterable[str]) -> dict[str, dict]:
+    """The last `tart get` of each VM that has one, whatever its age."""
+    keys = {_config_key(name): name for name in names}
+    return {keys[key]: entry["raw"] for key, entry in cache.get_many(list(keys)).items()}
 
 
 _UNKNOWN = object()
@@ -101,7 +110,7 @@ def fetch(expected_running: Iterable[str] = (), known_ips: dict[str, str | None]
         asked = {name: early.get(name) or pool.submit(_ip_or_unknown, name) for name in running}
         ips = {name: future.result() for name, future in asked.items()}
     ips = {name: known_ips.get(name) if ip is _UNKNOWN else ip for name, ip in ips.items()}
-    configs = _cached_configs()
+    configs = _cached_configs(item["Name"] for item in items)
     return [to_vm(item, ips.get(item["Name"]), configs.get(item["Name"])) for item in items]
 
 
@@ -109,20 +118,21 @@ def refresh() -> list[dict]:
     """Fetch from tart and store the snapshot. Callers arriving during a refresh share its result."""
     asked = time.time()
     with _refresh_lock:
-        snapshot, _ = models.read(INVENTORY_KEY)
+        snapshot = cache.get(INVENTORY_KEY)
         if snapshot and snapshot.get("started_at", 0) >= asked:
             return snapshot["vms"]  # a refresh that began after we asked just finished
         started = time.time()
         was_running = {vm["name"]: vm.get("ip_address") for vm in (snapshot or {}).get("vms", [])
                        if vm.get("status") == "running"}
         vms = fetch(was_running, known_ips=was_running)
-        models.write(INVENTORY_KEY, {"vms": vms, "started_at": started, "refreshed_at": time.time()})
+        snapshot = {"vms": vms, "started_at": started, "refreshed_at": time.time()}
+        cache.set(INVENTORY_KEY, snapshot, timeout=None)
         return vms
 
 
 def cached() -> list[dict]:
     """The last snapshot (refreshing first if there has never been one)."""
-    snapshot, _ = models.read(INVENTORY_KEY)
+    snapshot = cache.get(INVENTORY_KEY)
     if snapshot is None:
         return refresh()
     return snapshot["vms"]
@@ -140,23 +150,27 @@ def find(name: str, *, fresh: bool = False) -> dict | None:
 
 
 def config(name: str, *, force: bool = False) -> dict:
-    """`tart get NAME` normalised, cached CONFIG_CACHE_TTL seconds; raise tart.NotFound for no VM."""
-    key = CONFIG_PREFIX + name
+    """`tart get NAME` normalised, served from the cache for CONFIG_CACHE_TTL seconds; raise tart.NotFound
+    for no VM.
+
+    The entry itself never expires (the inventory keeps showing the last known cpu and memory), so its
+    freshness for this route is its own `fetched_at`."""
+    key = _config_key(name)
     if not force:
-        raw, updated = models.read(key)
-        if raw is not None and updated is not None and time.time() - updated.timestamp() < conf.CONFIG_CACHE_TTL:
-            return normalize_config(name, raw)
+        entry = cache.get(key)
+        if entry is not None and time.time() - entry["fetched_at"] < conf.CONFIG_CACHE_TTL:
+            return normalize_config(name, entry["raw"])
     try:
         raw = tart.get(name)
     except tart.NotFound:
-        models.forget(key)
+        cache.delete(key)
         raise
-    models.write(key, raw)
+    cache.set(key, {"raw": raw, "fetched_at": time.time()}, timeout=None)
     return normalize_config(name, raw)
 
 
 def forget_config(*names: str) -> None:
-    models.forget(*(CONFIG_PREFIX + n for n in names))
+    cache.delete_many([_config_key(n) for n in names])
 
 
 def refresh_quietly() -> None:

@@ -10,10 +10,11 @@ import os
 import re
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import tenacity
 
 from . import conf
 
@@ -42,7 +43,7 @@ def argv(*args: str) -> list[str]:
 
 
 def timeout(cmd: str) -> float:
-    return conf.TIMEOUTS[cmd]
+    return conf.tart_timeout(cmd)
 
 
 def error_for(cmd: list[str], code: int, stderr: str) -> TartError:
@@ -246,8 +247,8 @@ def wait_ip(name: str, proc: subprocess.Popen, *, poll: float, wait: float,
     """Poll `tart ip` every `poll` s for up to `wait` s; return the IP, or None if none came.
 
     Raise TartError when the `tart run` process exits meanwhile (with its exit code)."""
-    deadline = time.monotonic() + wait
-    while True:
+
+    def attempt() -> str | None:
         if on_tick:
             on_tick()
         code = proc.poll()
@@ -255,11 +256,14 @@ def wait_ip(name: str, proc: subprocess.Popen, *, poll: float, wait: float,
             raise TartError(f"tart run exited with code {code} before the VM got an IP address",
                             argv=run_argv(name), exit_code=code)
         try:
-            address = ip(name)
+            return ip(name)
         except TartTimeout:
-            address = None
-        if address:
-            return address
-        if time.monotonic() >= deadline:
             return None
-        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+
+    # Retried while no address came; an error (tart run died) is not retried: it ends the wait.
+    polling = tenacity.Retrying(
+        retry=tenacity.retry_if_result(lambda address: not address),
+        wait=tenacity.wait_fixed(poll), stop=tenacity.stop_after_delay(wait),
+        retry_error_callback=lambda state: None,
+    )
+    return polling(attempt)

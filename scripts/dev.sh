@@ -3,10 +3,14 @@
 #
 #   bash scripts/dev.sh up     install what is missing, start dockerd/libvirtd, build the demo images,
 #                              run controller + worker + local agent (Ctrl-C stops them)
-#   bash scripts/dev.sh test   the same set-up (plus PostgreSQL and Redis), then lint, schema checks
-#                              and the whole test suite; stops the daemons it started
+#   bash scripts/dev.sh test   the same set-up (plus PostgreSQL and Redis), builds the images the tests
+#                              boot (debian-12 for qemu and docker), then lint, schema checks and the whole
+#                              test suite; stops the daemons it started
 #
-# Idempotent: packages, the venv and images are only installed/built when missing.
+# Idempotent: packages, the venv and images are only installed/built when missing. Images are built into
+# the build cache (TTSTACK_CACHE_DIR, default /var/cache/ttstack, outside the clone): the first run of
+# `test` takes a few minutes more, later runs reuse the cache until an image's recipe or build scripts
+# change (the cache entry's name carries their hash; docs/images.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -17,7 +21,8 @@ log() { printf '\033[1m== %s\033[0m\n' "$*"; }
 
 PACKAGES=(python3 python3-venv python3-dev gcc pkg-config libvirt-dev libvirt-daemon-system qemu-system-x86
           qemu-utils docker.io iptables genisoimage busybox-static dropbear-bin cpio openssh-client
-          ca-certificates procps iproute2)
+          ca-certificates procps iproute2
+          kmod mmdebstrap e2fsprogs fdisk)  # image builds: module order, Debian roots, ext4, partitions
 [ "$MODE" = test ] && PACKAGES+=(chromium postgresql redis-server)
 
 missing=()
@@ -102,14 +107,26 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
 
+# The Debian images take their mirror from apt's view of its sources, which needs package lists.
+if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then
+  log "apt-get update (the image builds read the Debian mirror from apt)"
+  apt-get update -qq
+fi
+
 if [ "$MODE" = up ]; then
   DATA=${TTSTACK_DATA_DIR:-/var/lib/ttstack}
-  log "building the demo images (cached after the first run)"
+  log "building the demo images of the README (cached after the first run)"
   TTSTACK_DATA_DIR=$DATA/agent ttstack image build docker-tiny
   TTSTACK_DATA_DIR=$DATA/agent ttstack image build tiny
   log "starting controller + worker + local agent"
   TTSTACK_DATA_DIR=$DATA ttstack up
 elif [ "$MODE" = test ]; then
+  # Into the build cache only: the tests install them into their own image dirs (hard links, instant).
+  log "building the test images into the build cache (minutes the first time, then cached)"
+  scratch=$(mktemp -d)
+  TTSTACK_DATA_DIR=$scratch ttstack image build docker-tiny
+  TTSTACK_DATA_DIR=$scratch ttstack image build debian-12
+  rm -rf "$scratch"
   log "ruff"
   ruff check .
   log "OpenAPI schemas"

@@ -16,6 +16,9 @@ ENGINES = ("qemu", "firecracker", "docker", "bhyve", "jail")
 VM_ENGINES = ("qemu", "firecracker", "bhyve")
 DEFAULT_ENGINE = "qemu"
 
+# The three roles and the port each listens on by default.
+DEFAULT_PORTS = {"controller": 9200, "agent": 9100, "localvm": 8000}
+
 # Storage backends and their aliases (contract: "file" alias "raw", "zvol" alias "zfs").
 STORAGE_ALIASES = {"file": "file", "raw": "file", "zvol": "zvol", "zfs": "zvol"}
 

@@ -1,5 +1,7 @@
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework import routers
+
+from ttproject.vocabulary import NAME_PATTERN
 
 from . import views
 
@@ -9,8 +11,7 @@ router.register("api/hosts", views.HostViewSet, basename="host")
 
 urlpatterns = [
     *router.urls,
-    path("api/vms/<str:pk>", views.VmDetail.as_view(), name="vm-detail"),
+    re_path(rf"^api/vms/(?P<pk>{NAME_PATTERN})$", views.VmDetail.as_view(), name="vm-detail"),
     path("api/images", views.images, name="images"),
     path("api/status", views.fleet_status, name="status"),
-    path("", views.index, name="index"),
 ]

@@ -3,14 +3,17 @@
 
 from django import forms
 
+from ttproject.vocabulary import ENGINES
+
 from .. import conf
-from ..choices import ENGINES
+from ..validators import ENV_ID
 
 
 class EnvCreateForm(forms.Form):
-    id = forms.RegexField(label="Name", regex=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", max_length=128,
-                          help_text="A-Z a-z 0-9 . _ - (no leading dot)")
+    id = forms.CharField(label="Name", validators=[ENV_ID], max_length=128,
+                         help_text="A-Z a-z 0-9 . _ - (no leading dot)")
     image = forms.CharField(max_length=255)
+    # docker first (not the API's default qemu): it needs no image file, so a first try works on any host
     engine = forms.ChoiceField(choices=[(e, e) for e in ENGINES], initial="docker")
     cpu = forms.IntegerField(min_value=1, max_value=conf.MAX_CPU, initial=1, label="vCPUs")
     mem = forms.IntegerField(min_value=1, max_value=conf.MAX_MEM, initial=256, label="Memory (MiB)")

@@ -2,13 +2,12 @@
 
 - `/` and `/dashboard.json`: the fleet dashboard, open like the contract's `GET /` (it shows no secrets:
   no keys, no SSH keys, no VM addresses). The page embeds the first snapshot and its script polls
-  `/dashboard.json` (a constant number of queries, built from fleet.queries) every 2 s.
+  `/dashboard.json` (a constant number of queries, the API's rows and serializers) every 2 s.
 - `/my/...`: an owner's own environments (session login). The pages render the first state on the
   server; their script calls the REST API with the session and follows tasks over /ws/tasks/{id}.
 """
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -17,23 +16,31 @@ from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
 
 from .. import queries
+from ..api.serializers import (
+    EnvironmentRowSerializer,
+    EnvironmentSerializer,
+    FleetImageSerializer,
+    FleetStatusSerializer,
+    HostSerializer,
+)
 from ..models import Environment
 from .forms import EnvCreateForm
 
+# What the dashboard shows of each host and image (no keys, no VM addresses).
 HOST_FIELDS = ("id", "addr", "hostname", "version", "state", "drain", "engines", "engines_unavailable", "storage",
                "resources", "reserved", "vm_count", "vms", "last_seen", "error")
+IMAGE_FIELDS = ("name", "kind", "format", "size", "engines")
 
 
 def dashboard_data() -> dict:
-    """Everything the dashboard shows, in 8 queries whatever the fleet's size."""
-    envs = (Environment.objects.annotate(vm_count=Count("vms", filter=Q(vms__gone=False)))
-            .values("id", "owner", "state", "vm_count", "expires_at", "created_at")
-            .order_by("-created_at", "id"))
-    hosts = [{k: h[k] for k in HOST_FIELDS} | {"images": len(h["images"] or [])} for h in queries.host_rows()]
-    images = [{"name": i["name"], "kind": i["kind"], "format": i["format"], "size": i["size"],
-               "engines": i["engines"], "hosts": [h["addr"] for h in i["hosts"]]} for i in queries.fleet_images()]
-    return {"now": timezone.now(), "status": queries.fleet_status(), "hosts": hosts, "envs": list(envs),
-            "images": images}
+    """Everything the dashboard shows, in 8 queries whatever the fleet's size: the API's serializers over
+    the API's rows, cut to what the dashboard needs."""
+    hosts = [{k: h[k] for k in HOST_FIELDS} | {"images": len(h["images"] or [])}
+             for h in HostSerializer(queries.host_rows(), many=True).data]
+    images = [{k: i[k] for k in IMAGE_FIELDS} | {"hosts": [h["addr"] for h in i["hosts"]]}
+              for i in FleetImageSerializer(queries.fleet_images(), many=True).data]
+    return {"now": timezone.now(), "status": FleetStatusSerializer(queries.fleet_status()).data, "hosts": hosts,
+            "envs": queries.env_summaries(), "images": images}
 
 
 def dashboard(request):
@@ -51,16 +58,16 @@ def _owner_envs(user):
 
 @login_required
 def my_envs(request):
-    envs = queries.env_rows(_owner_envs(request.user))
+    envs = EnvironmentRowSerializer(queries.env_rows(_owner_envs(request.user)), many=True).data
     return render(request, "fleet/my_envs.html", {"envs": envs, "now": timezone.now()})
 
 
 @login_required
 def env_detail(request, env_id):
-    env = queries.env_detail(env_id, _owner_envs(request.user))
-    if env is None:
+    row = queries.env_detail(env_id, _owner_envs(request.user))
+    if row is None:
         raise Http404("no such environment")
-    return render(request, "fleet/env_detail.html", {"env": env, "now": timezone.now(),
+    return render(request, "fleet/env_detail.html", {"env": EnvironmentSerializer(row).data, "now": timezone.now(),
                                                      "task": request.GET.get("task", "")})
 
 

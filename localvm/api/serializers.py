@@ -1,31 +1,27 @@
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from .. import validation as v
 
+new_vm_name = RegexValidator(v.VM_NAME_RE, "A VM name is 1-128 characters of letters, digits, '.', '_' and '-', "
+                                          "not starting with '.' or '-'.")
+oci_reference = RegexValidator(v.OCI_RE, "Not an OCI image reference like "
+                                         "ghcr.io/cirruslabs/macos-sonoma-base:latest.")
+known_form = RegexValidator(v.KNOWN_FORM_RE, "Not a VM name or an OCI image reference.")
 
-def check_new_name(value: str) -> str:
-    if not v.is_vm_name(value):
-        raise serializers.ValidationError(
-            "A VM name is 1-128 characters of letters, digits, '.', '_' and '-', not starting with '.' or '-'.")
+
+def not_reserved(value: str) -> str:
     if value in v.RESERVED_NAMES:
         raise serializers.ValidationError(f"'{value}' is reserved by the API; choose another name.")
     return value
 
 
-def check_oci(value: str) -> str:
-    if not v.is_oci_ref(value):
-        raise serializers.ValidationError(
-            "Not an OCI image reference like ghcr.io/cirruslabs/macos-sonoma-base:latest.")
-    return value
-
-
 class GitHubTokenSerializer(serializers.Serializer):
-    token = serializers.CharField(allow_blank=True, trim_whitespace=True, max_length=255)
-
-    def validate_token(self, value):
-        if value and any(ch.isspace() for ch in value):
-            raise serializers.ValidationError("A GitHub token contains no whitespace.")
-        return value
+    # It travels in an HTTP header: printable ASCII, no whitespace.
+    token = serializers.CharField(allow_blank=True, allow_null=True, trim_whitespace=True, max_length=255,
+                                  validators=[RegexValidator(r"\A[!-~]*\Z", "A GitHub token is printable ASCII "
+                                                                              "without whitespace.")],
+                                  help_text='The token; "" or null clears it.')
 
 
 class GitHubTokenStatusSerializer(serializers.Serializer):
@@ -34,28 +30,24 @@ class GitHubTokenStatusSerializer(serializers.Serializer):
 
 
 class PullSerializer(serializers.Serializer):
-    oci_url = serializers.CharField(max_length=512, validators=[check_oci])
+    oci_url = serializers.CharField(max_length=v.MAX_OCI_LENGTH, validators=[oci_reference])
 
 
 class CloneSerializer(serializers.Serializer):
-    new_name = serializers.CharField(max_length=128, validators=[check_new_name])
+    new_name = serializers.CharField(max_length=128, validators=[new_vm_name, not_reserved])
     start_after_clone = serializers.BooleanField(default=False)
 
 
 class CreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=128, validators=[check_new_name])
-    source_vm = serializers.CharField(max_length=512, help_text="A local VM or an OCI image reference.")
+    name = serializers.CharField(max_length=128, validators=[new_vm_name, not_reserved])
+    source_vm = serializers.CharField(max_length=v.MAX_OCI_LENGTH, validators=[known_form],
+                                      help_text="A local VM or an OCI image reference.")
     cpu = serializers.IntegerField(min_value=v.CPU_RANGE[0], max_value=v.CPU_RANGE[1], required=False,
                                    allow_null=True)
     memory = serializers.IntegerField(min_value=v.MEMORY_GB_RANGE[0], max_value=v.MEMORY_GB_RANGE[1],
                                       required=False, allow_null=True, help_text="GB")
     disk_size = serializers.IntegerField(min_value=v.DISK_GB_RANGE[0], max_value=v.DISK_GB_RANGE[1],
                                          required=False, allow_null=True, help_text="GB")
-
-    def validate_source_vm(self, value):
-        if not v.is_known_form(value):
-            raise serializers.ValidationError("Not a VM name or an OCI image reference.")
-        return value
 
 
 class VMSerializer(serializers.Serializer):

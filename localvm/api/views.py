@@ -5,13 +5,14 @@ Task; the worker runs them (localvm/jobs.py).
 """
 
 from django.db import connection, transaction
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ttproject.api.exceptions import BadGateway, Conflict, Unprocessable
+from ttproject.api.schema import error_responses as errors
 from ttproject.tasks.models import Task, TaskStatus
 from ttproject.tasks.runner import submit
 from ttproject.tasks.serializers import TaskSerializer
@@ -45,6 +46,13 @@ def _translate(exc: Exception) -> Exception:
     if isinstance(exc, github.GitHubError):
         return BadGateway(str(exc))
     return exc
+
+
+# What a view that asks tart may answer besides its own errors.
+TART_ERRORS = errors(502, 503, 504)
+# The {name} of the VM routes: a local VM or a pulled OCI image (whose name has '/' and ':').
+NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, pattern=f"^{v.KNOWN_FORM_PATTERN}$",
+                        description="A VM name, or the reference of a pulled OCI image")
 
 
 class LocalView(APIView):
@@ -124,7 +132,7 @@ class GitHubTokenView(LocalView):
         return Response(github.token_status())
 
     @extend_schema(request=s.GitHubTokenSerializer, responses=s.GitHubTokenStatusSerializer,
-                   summary="Set the GitHub token (empty string clears it)")
+                   summary="Set the GitHub token (an empty string or null clears it)")
     def post(self, request):
         data = s.GitHubTokenSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -133,20 +141,21 @@ class GitHubTokenView(LocalView):
 
 
 class TartVersionView(LocalView):
-    @extend_schema(responses=s.VersionSerializer, summary="Installed Tart version")
+    @extend_schema(responses={200: s.VersionSerializer, **TART_ERRORS}, summary="Installed Tart version")
     def get(self, request):
         return Response({"version": tart.version()})
 
 
 class AvailableImagesView(LocalView):
-    @extend_schema(responses=s.VMImageSerializer(many=True),
+    @extend_schema(responses={200: s.VMImageSerializer(many=True), **errors(422, 502)},
                    summary="cirruslabs macOS images on GitHub (needs the GitHub token; ?force_refresh=true)")
     def get(self, request):
         return Response(github.list_images(force=_flag(request, "force_refresh")))
 
 
 class CategorizedView(LocalView):
-    @extend_schema(responses=s.VMImagesSummarySerializer, summary="Base images (OCI) vs working VMs (local)")
+    @extend_schema(responses={200: s.VMImagesSummarySerializer, **TART_ERRORS},
+                   summary="Base images (OCI) vs working VMs (local)")
     def get(self, request):
         vms = inventory.cached()
         return Response({
@@ -156,19 +165,22 @@ class CategorizedView(LocalView):
 
 
 class VMListView(LocalView):
-    @extend_schema(responses=s.VMSerializer(many=True), summary="The cached VM inventory")
+    @extend_schema(responses={200: s.VMSerializer(many=True), **TART_ERRORS},
+                   summary="The cached VM inventory")
     def get(self, request):
         return Response(inventory.cached())
 
 
 class RefreshView(LocalView):
-    @extend_schema(request=None, responses=s.VMSerializer(many=True), summary="Refresh from tart list + tart ip")
+    @extend_schema(request=None, responses={200: s.VMSerializer(many=True), **TART_ERRORS},
+                   summary="Refresh from tart list + tart ip")
     def post(self, request):
         return Response(inventory.refresh())
 
 
 class VMDetailView(LocalView):
-    @extend_schema(responses=s.VMSerializer, summary="One VM from the cached inventory")
+    @extend_schema(parameters=[NAME], responses={200: s.VMSerializer, **TART_ERRORS},
+                   summary="One VM from the cached inventory")
     def get(self, request, name):
         vm = inventory.find(_checked_name(name))
         if vm is None:
@@ -177,34 +189,41 @@ class VMDetailView(LocalView):
 
 
 class VMConfigView(LocalView):
-    @extend_schema(responses=s.VMConfigSerializer, summary="tart get NAME, normalised (cached; ?force_refresh=true)")
+    @extend_schema(parameters=[NAME], responses={200: s.VMConfigSerializer, **TART_ERRORS},
+                   summary="tart get NAME, normalised (cached; ?force_refresh=true)")
     def get(self, request, name):
         return Response(inventory.config(_checked_name(name), force=_flag(request, "force_refresh")))
 
 
 class StartView(LocalView):
-    @extend_schema(request=None, responses={202: TaskSerializer}, summary="Start a VM (tart run, detached)")
+    @extend_schema(parameters=[NAME], request=None,
+                   responses={202: TaskSerializer, **errors(422), **TART_ERRORS},
+                   summary="Start a VM (tart run, detached)")
     def post(self, request, name):
         _local_vm(name, "start")
         return _task_reply("localvm.start", name, {"name": name})
 
 
 class StopView(LocalView):
-    @extend_schema(request=None, responses={202: TaskSerializer}, summary="Stop a VM")
+    @extend_schema(parameters=[NAME], request=None,
+                   responses={202: TaskSerializer, **errors(422), **TART_ERRORS},
+                   summary="Stop a VM")
     def post(self, request, name):
         _local_vm(name, "stop")
         return _task_reply("localvm.stop", name, {"name": name})
 
 
 class DeleteView(LocalView):
-    @extend_schema(request=None, responses={202: TaskSerializer}, summary="Delete a VM or a pulled image")
+    @extend_schema(parameters=[NAME], request=None, responses={202: TaskSerializer, **TART_ERRORS},
+                   summary="Delete a VM or a pulled image")
     def post(self, request, name):
         _existing(name)
         return _task_reply("localvm.delete", name, {"name": name})
 
 
 class CloneView(LocalView):
-    @extend_schema(request=s.CloneSerializer, responses={202: TaskSerializer},
+    @extend_schema(parameters=[NAME], request=s.CloneSerializer,
+                   responses={202: TaskSerializer, **errors(409), **TART_ERRORS},
                    summary="Clone a VM (optionally start the clone)")
     def post(self, request, name):
         data = s.CloneSerializer(data=request.data)
@@ -227,7 +246,8 @@ class PullView(LocalView):
 
 
 class CreateView(LocalView):
-    @extend_schema(request=s.CreateSerializer, responses={202: TaskSerializer},
+    @extend_schema(request=s.CreateSerializer,
+                   responses={202: TaskSerializer, **errors(404, 409), **TART_ERRORS},
                    summary="Clone a base image, then tart set cpu / memory (GB) / disk (GB)")
     def post(self, request):
         data = s.CreateSerializer(data=request.data)

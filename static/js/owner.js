@@ -157,8 +157,9 @@
       formError.textContent = err.message;
       const errors = (err.data && err.data.errors) || {};
       for (const [key, messages] of Object.entries(errors)) {
-        if (key === "vms" && Array.isArray(messages)) {
-          for (const vmErrors of messages) {
+        if (key === "vms" && messages && typeof messages === "object") {
+          /* per VM: {"0": {"cpu": [...]}} (or a list of messages for the list itself) */
+          for (const vmErrors of Object.values(messages)) {
             if (vmErrors && typeof vmErrors === "object" && !Array.isArray(vmErrors)) {
               for (const [field, m] of Object.entries(vmErrors)) {
                 const node = errorFor(field);

@@ -1,8 +1,8 @@
 """The tiny guest image, the cloud-init seed and the qemu engine, for real: build, boot under libvirt, SSH in.
 
 Needs libvirtd (`virtlogd -d; libvirtd -d`) and the Debian packages qemu-system-x86, qemu-utils,
-busybox-static, dropbear-bin, genisoimage, openssh-client. The kernel package is downloaded once with
-`apt-get download` into ~/.cache/ttstack (TTSTACK_CACHE_DIR).
+busybox-static, dropbear-bin, genisoimage, openssh-client, cpio, kmod. The kernel package is downloaded
+once with `apt-get download` into the build cache (TTSTACK_CACHE_DIR, see docs/images.md).
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
 from agent.cloudinit import build_seed, meta_data, user_data, validate_ssh_key
 from agent.engines.base import MISSING, RUNNING, STOPPED, EngineError, GuestSpec, Image
 from agent.engines.qemu import QemuEngine, boot_kernel, kvm_works, netdev_arg
-from agent.imagebuild.tiny import Initramfs, build_tiny, module_depends
+from agent.imagebuild.tiny import SCRIPTS, build_tiny
 from tests.conftest import LIBVIRT_URI, free_port, require
 
 SSH_WAIT = 120  # seconds; a TCG boot under load is slow, ~10-20 s is usual
@@ -232,18 +233,6 @@ def test_seed_iso(tmp_path, ssh_key):
     assert not (tmp_path / "bad.iso").exists()
 
 
-def test_initramfs_cpio_is_readable_by_cpio(tmp_path):
-    fs = Initramfs()
-    fs.file("etc/deep/file.txt", "hello\n", 0o640)
-    fs.symlink("bin/sh", "busybox")
-    fs.chardev("dev/console", 5, 1)
-    (tmp_path / "a.cpio.gz").write_bytes(fs.to_gzip())
-    listing = cpio_list(tmp_path / "a.cpio.gz", "-itv")
-    assert "etc/deep/file.txt" in listing and "bin/sh -> busybox" in listing
-    assert listing.index("etc\n") < listing.index("etc/deep\n") < listing.index("etc/deep/file.txt")
-    assert "crw-------" in listing
-
-
 def test_tiny_image_layout(tiny):
     meta = json.loads((tiny / "image.json").read_text())
     assert {k: meta[k] for k in ("kernel", "initrd", "disk", "format", "os")} == {
@@ -259,6 +248,12 @@ def test_tiny_image_layout(tiny):
     for path in ("init", "bin/busybox", "bin/sh", "sbin/udhcpc", "usr/sbin/dropbear", "lib64/ld-linux-x86-64.so.2",
                  "lib/x86_64-linux-gnu/libc.so.6", "lib/modules/virtio_net.ko", "etc/passwd", "etc/shells"):
         assert path in listing, path
+    owners = {tuple(line.split()[2:4]) for line in cpio_list(tiny / "initrd.img", "-itv").splitlines()}
+    assert owners == {("root", "root")}
+    # PID 1 is the guest script shipped as package data, byte for byte
+    init = subprocess.run(["cpio", "-i", "--to-stdout", "init"], input=gzip.decompress(
+        (tiny / "initrd.img").read_bytes()), capture_output=True, check=True).stdout
+    assert init == (SCRIPTS / "init.sh").read_bytes()
     # idempotent: a second call returns the same directory untouched
     stamp = (tiny / "initrd.img").stat().st_mtime_ns
     assert build_tiny(tiny.parent, log=lambda _line: None) == tiny
@@ -266,12 +261,19 @@ def test_tiny_image_layout(tiny):
     assert not [p for p in tiny.parent.iterdir() if p.name.startswith(".")]
 
 
-def test_module_depends_reads_modinfo():
-    from agent.imagebuild.tiny import _kernel_files, fetch_kernel_deb, unpack_kernel
+def test_modules_load_after_their_dependencies(tiny):
+    """Every module the guest loads comes after each module kmod's modinfo says it depends on."""
+    from agent.imagebuild.kernel import cloud_kernel
 
-    _, moddir = _kernel_files(unpack_kernel(fetch_kernel_deb(log=lambda _line: None), log=lambda _line: None))
-    ko = next((moddir / "kernel").rglob("virtio_net.ko*"))
-    assert set(module_depends(ko.read_bytes())) == {"net_failover", "virtio", "virtio_ring"}
+    kernel = cloud_kernel(log=lambda _line: None)
+    order = json.loads((tiny / "image.json").read_text())["modules"]
+    assert len(order) == len(set(order))
+    for position, name in enumerate(order):
+        depends = subprocess.run(["modinfo", "-b", str(kernel.tree), "-k", kernel.version, "-F", "depends", name],
+                                 check=True, capture_output=True, text=True).stdout.strip()
+        for dep in filter(None, depends.split(",")):
+            assert dep in order[:position], f"{name} needs {dep} loaded first: {order}"
+    assert order.index("virtio_ring") < order.index("virtio") < order.index("virtio_net")
 
 
 def test_kernel_probe_recognises_a_booting_kernel(tiny):
@@ -297,7 +299,7 @@ def test_tiny_guest_lifecycle(vms, ssh_key, listener, tiny):
     spec = make()
     base_sum = _sha256(spec.image.disk)
     dtype = engine.domain_type(spec)
-    assert dtype in ("kvm", "qemu") and f"<domain type='{dtype}'" in engine.domain_xml(spec)
+    assert dtype in ("kvm", "qemu") and ElementTree.fromstring(engine.domain_xml(spec)).get("type") == dtype
     if dtype == "kvm":
         assert kvm_works(spec.image.kernel) is not False
 

@@ -35,7 +35,7 @@ def owners():
             User.objects.create_user("bob", password="pw-bob"))
 
 
-@pytest.mark.urls("tests.e2e.urls_controller")
+@pytest.mark.urls("ttproject.urls.controller")
 class TestDashboard:
     def test_page_is_open_and_has_security_headers(self, client, host):
         reply = client.get("/")
@@ -75,7 +75,7 @@ class TestDashboard:
         assert "\\u003C/script\\u003E" in body
 
 
-@pytest.mark.urls("tests.e2e.urls_controller")
+@pytest.mark.urls("ttproject.urls.controller")
 class TestOwnerPages:
     def test_login_required(self, client):
         for url in ("/my/", "/my/new", "/my/token", "/my/envs/x"):

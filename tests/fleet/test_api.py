@@ -1,14 +1,19 @@
 """The controller API in-process: validation, placement replies, visibility, query counts.
 Jobs are not run here (their tasks stay pending); the acceptance tests run them against real agents."""
 
+import threading
+
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection, connections
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from fleet import placement
+from fleet.capacity import host_caps
 from fleet.choices import EnvState, HostState, VmState
 from fleet.models import Environment, Host, Vm
-from fleet.placement import host_caps
+from tests.conftest import require, wait_for
 from ttproject.tasks.models import Task
 
 from .helpers import agent_info, env_body, ssh_key
@@ -77,6 +82,10 @@ def test_lifetime_zero_never_expires(api):
     ({"id": "a/b"}, "id"),
     ({"id": "x" * 129}, "id"),
     ({"id": ""}, "id"),
+    ({"id": "tnl\n"}, "id"),
+    ({"id": "a\nb"}, "id"),
+    ({"vms": [{"image": "alp\nine"}]}, "vms"),
+    ({"vms": [{"image": "two words"}]}, "vms"),
     ({"vms": []}, "vms"),
     ({"ssh_keys": []}, "ssh_keys"),
     ({"ssh_keys": ["ssh-ed25519 not-base64!"]}, "ssh_keys"),
@@ -135,7 +144,8 @@ def test_no_hosts_is_422(api):
 
 
 def test_unknown_ids_are_404(api):
-    for path in ("/api/envs/nope", "/api/vms/nope", "/api/hosts/99", "/api/hosts/abc"):
+    for path in ("/api/envs/nope", "/api/vms/nope", "/api/hosts/99", "/api/hosts/abc", "/api/hosts/" + "9" * 30,
+                 "/api/envs/tnl%0A", "/api/vms/.hidden-0"):
         r = api.get(path)
         assert r.status_code == 404 and r.json()["detail"], path
     assert api.delete("/api/envs/nope").status_code == 404
@@ -213,6 +223,8 @@ def test_hosts_unreachable_invalid_and_delete_rules(api):
     assert r.status_code == 400 and "cannot register" in r.json()["detail"]
     assert api.post("/api/hosts", {"addr": "not an addr"}, format="json").status_code == 400
     assert api.post("/api/hosts", {}, format="json").status_code == 400
+    r = api.post("/api/hosts", {"addr": addr, "api_key": "clé ±"}, format="json")  # goes in a header: ASCII
+    assert r.status_code == 400 and "api_key" in r.json()["detail"]
     assert Host.objects.count() == 0
     host = make_host()
     assert api.post("/api/hosts", {"addr": host.addr}, format="json").status_code == 409
@@ -227,8 +239,9 @@ def test_hosts_unreachable_invalid_and_delete_rules(api):
 
 def test_drain_via_patch_stops_placements(api):
     host = make_host()
-    r = api.patch(f"/api/hosts/{host.id}", {"drain": True}, format="json")
+    r = api.patch(f"/api/hosts/{host.id}", {"drain": True, "addr": "10.9.9.9:1"}, format="json")
     assert r.status_code == 200 and r.json()["drain"] is True
+    assert r.json()["addr"] == host.addr  # the address stays the one registered
     assert api.post("/api/envs", env_body(), format="json").status_code == 422
 
 
@@ -288,16 +301,55 @@ def test_start_of_a_running_env_needs_no_room(api):
     assert api.post("/api/envs/a/start").status_code == 202
 
 
-def test_host_delete_locks_the_host_row(api):
+@pytest.mark.django_db(transaction=True)
+def test_host_delete_locks_the_host_row(api, monkeypatch):
+    """A placement on the host is under way (its transaction holds the host rows, its VMs not written
+    yet) when the host is deleted: the delete waits for it, then sees the VM and answers 409. Without the
+    delete's row lock it would count no VM and remove the host from under the placement."""
+    require("postgres")
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's (SQLite's IMMEDIATE transactions serialise writers instead); "
+                    "the PostgreSQL pass runs this (-m postgres with DATABASE_URL)")
     host = make_host()
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
+    placed, finish = threading.Event(), threading.Event()
+    place = placement.place
 
-    with CaptureQueriesContext(connection) as queries:
-        assert api.delete(f"/api/hosts/{host.id}").status_code == 204
-    sql = [q["sql"] for q in queries.captured_queries]
-    lock = next(i for i, q in enumerate(sql) if "fleet_host" in q and "FOR UPDATE" in q.upper()) \
-        if connection.features.has_select_for_update else None
-    count = next(i for i, q in enumerate(sql) if "COUNT(" in q.upper() and "fleet_vm" in q)
-    assert lock is None or lock < count
-    assert not Host.objects.exists()
+    def place_then_wait(*args, **kwargs):
+        chosen = place(*args, **kwargs)
+        placed.set()
+        assert finish.wait(30), "the test never let the placement finish"
+        return chosen
+
+    monkeypatch.setattr(placement, "place", place_then_wait)
+    body = env_body(cpu=1)
+    body["lifetime"] = 600
+    replies = {}
+
+    def in_thread(name, call):
+        try:
+            replies[name] = call()
+        finally:
+            connections.close_all()
+
+    creating = threading.Thread(target=in_thread, args=("create", lambda: api.post("/api/envs", body, format="json")))
+    deleting = threading.Thread(target=in_thread, args=("delete", lambda: api.delete(f"/api/hosts/{host.id}")))
+    creating.start()
+    try:
+        assert placed.wait(30), "the placement did not start"
+        deleting.start()
+        wait_for(lambda: _waiting_on_a_lock() >= 1, timeout=30, message="the host delete to wait on the lock")
+    finally:
+        finish.set()
+        creating.join(30)
+        deleting.join(30)
+    assert replies["create"].status_code == 202, replies["create"].content
+    assert replies["delete"].status_code == 409, replies["delete"].content
+    assert "1 VM" in replies["delete"].json()["detail"]
+    assert Vm.objects.get().host_id == host.id
+
+
+def _waiting_on_a_lock() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND wait_event_type = 'Lock'")
+        return cursor.fetchone()[0]

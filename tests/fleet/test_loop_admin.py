@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from fleet import loop
+from fleet import lifecycle, loop
 from fleet.choices import EnvState, HostState, VmState
 from fleet.models import Environment, Host, Lease, Vm, derive_env_state
 from ttproject.tasks.models import Task
@@ -36,8 +36,8 @@ def test_expire_claims_and_submits_once(host):
     make_env(host, "old", expires_at=timezone.now() - timedelta(seconds=1))
     make_env(host, "young", expires_at=timezone.now() + timedelta(hours=1))
     make_env(host, "forever", expires_at=None)
-    assert loop.expire() == ["old"]
-    assert loop.expire() == []  # claimed already: no second delete task
+    assert lifecycle.expire_envs() == ["old"]
+    assert lifecycle.expire_envs() == []  # claimed already: no second delete task
     assert Environment.objects.get(pk="old").state == EnvState.DELETING
     assert list(Task.objects.values_list("action", "target")) == [("fleet.env_delete", "old")]
 
@@ -59,8 +59,7 @@ def test_reconcile_marks_lost_vms_failed_and_tracks_orphans(host):
 
 
 def test_reconcile_leaves_envs_with_a_running_job_alone(host):
-    make_env(host)
-    Task.objects.create(action="fleet.env_stop", target="e", status="running")
+    lifecycle.stop_env(make_env(host))  # its stop task is pending: the environment is busy
     loop.Heartbeat().reconcile(host, [])
     assert set(Vm.objects.values_list("state", flat=True)) == {VmState.RUNNING}
 
@@ -139,3 +138,53 @@ def test_admin_pages_and_actions(client, host):
 @pytest.mark.urls("ttproject.urls.controller")
 def test_openapi_schema_builds(client):
     assert client.get("/api/schema/").status_code == 200
+
+
+@pytest.mark.urls("ttproject.urls.controller")
+def test_admin_keeps_a_host_with_live_vms(client, host):
+    User.objects.create_superuser("root", "r@x", "pw")
+    client.login(username="root", password="pw")
+    make_env(host)
+    assert client.post(f"/admin/fleet/host/{host.id}/delete/", {"post": "yes"}).status_code == 403
+    bulk = {"action": "delete_selected", "_selected_action": [host.id], "post": "yes"}
+    client.post("/admin/fleet/host/", bulk)
+    assert Host.objects.filter(pk=host.pk).exists()
+    Vm.objects.update(gone=True, state=VmState.DELETED)
+    client.post("/admin/fleet/host/", bulk)
+    assert not Host.objects.filter(pk=host.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hanging_agent_does_not_delay_an_expiry():
+    """The heartbeat and the retried deletes wait on an agent that never answers; the expiry round, in its
+    own thread, still deletes an environment whose deadline passes meanwhile."""
+    import threading
+
+    from tests.conftest import wait_for
+
+    from .helpers import local_http_server
+
+    release = threading.Event()
+
+    def hang(method, path):
+        release.wait(60)
+        return 503, "application/json", b"{}"
+
+    stop = threading.Event()
+    with local_http_server(hang) as addr:
+        stuck = Host.objects.create(addr=addr, state=HostState.ONLINE, last_seen=timezone.now())
+        make_env(stuck, "left-over", state=EnvState.FAILED, n=1)
+        Vm.objects.update(doomed=True)  # a delete the agent missed: the loop retries it, and waits
+        make_env(stuck, "short", n=0, expires_at=timezone.now() + timedelta(seconds=2), lifetime=2)
+        loop_thread = threading.Thread(target=loop.run_forever, kwargs={"stop": stop.is_set}, daemon=True)
+        loop_thread.start()
+        try:
+            wait_for(lambda: Environment.objects.get(pk="short").state == EnvState.DELETING, timeout=15,
+                     message="the expiry of 'short'")
+            assert Vm.objects.get(pk="left-over-0").gone is False  # still waiting on the agent
+        finally:
+            stop.set()
+            release.set()
+            loop_thread.join(10)
+            wait_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("fleet-")], timeout=15,
+                     message="the loop's threads to end")

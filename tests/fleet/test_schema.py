@@ -1,4 +1,5 @@
-"""The OpenAPI schema documents the fleet API's replies as they really are (fleet/api/schemas.py)."""
+"""The OpenAPI schema documents the fleet API's replies as they really are: each reply, written by the resource's
+serializer from its rows (fleet/api/rows.py), matches the schema drf-spectacular reads from the same serializer."""
 
 import pytest
 

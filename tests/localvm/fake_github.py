@@ -3,8 +3,8 @@
 GET /orgs/{org}/packages?package_type=container   (paginated, Link: rel="next")
 GET /orgs/{org}/packages/container/{name}/versions (paginated)
 
-It checks the Bearer token (401 "Bad credentials" otherwise), pages `page_size` items at a time
-whatever per_page asks, counts requests, and can be told to fail (`fail_status`).
+It checks the Bearer token (401 "Bad credentials" otherwise; token=None accepts any), pages `page_size` items
+at a time whatever per_page asks, counts requests, and can be told to fail (`fail_status`).
 """
 
 import json
@@ -78,7 +78,8 @@ class FakeGitHub:
         if self.fail_status:
             self._send(handler, self.fail_status, {"message": "Server Error"})
             return
-        if handler.headers.get("Authorization") != f"Bearer {self.token}":
+        given = handler.headers.get("Authorization") or ""
+        if given != f"Bearer {self.token}" and not (self.token is None and given.startswith("Bearer ")):
             self._send(handler, 401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com"})
             return
         parts = urlsplit(handler.path)

@@ -1,6 +1,7 @@
 """Every curl example of the localvm contract (seeds/002), against `ttstack localvm` + the tart double."""
 
 import json
+import stat
 
 from .conftest import BASE_IMAGE, FAILING_VM
 
@@ -25,6 +26,20 @@ def test_github_token_settings(api):
     assert "ghp_your_token_here" not in json.dumps(shown)
     reply = api.post("/api/settings/github-token", json={"token": ""})
     assert reply.json() == {"configured": False, "masked_token": None}
+
+
+def test_github_token_lives_in_a_private_file_and_null_clears_it(localvm, api):
+    """The reference UI clears the token with {"token": null}."""
+    token_file = localvm.server.data_dir / "localvm" / "github_token"
+    assert api.post("/api/settings/github-token", json={"token": "ghp_private_token_42"}).status_code == 200
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert token_file.read_text().strip() == "ghp_private_token_42"
+    reply = api.post("/api/settings/github-token", json={"token": None})
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {"configured": False, "masked_token": None}
+    assert not token_file.exists()
+    assert api.get("/api/settings/github-token").json()["configured"] is False
+    assert api.get("/api/vms/available-images").status_code == 422  # no token: the catalogue says so
 
 
 def test_tart_version(api):

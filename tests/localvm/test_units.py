@@ -19,8 +19,8 @@ def test_progress_lines_lose_terminal_escapes():
     assert rest.endswith("2")
 
 
-def test_missing_vm_is_not_found(tmp_path, monkeypatch):
-    monkeypatch.setattr(conf, "TART_BIN", str(TART))
+def test_missing_vm_is_not_found(tmp_path, monkeypatch, settings):
+    settings.LOCALVM_TART_BIN = str(TART)
     monkeypatch.setenv("TART_DOUBLE_STATE", str(tmp_path))
     with pytest.raises(tart.NotFound) as exc:
         tart.get("ghost")
@@ -28,8 +28,8 @@ def test_missing_vm_is_not_found(tmp_path, monkeypatch):
     assert tart.list_vms() == []
 
 
-def test_missing_binary(monkeypatch):
-    monkeypatch.setattr(conf, "TART_BIN", "/nonexistent/tart")
+def test_missing_binary(settings):
+    settings.LOCALVM_TART_BIN = "/nonexistent/tart"
     with pytest.raises(tart.TartMissing):
         tart.version()
     with pytest.raises(tart.TartMissing):
@@ -72,8 +72,8 @@ def test_stop_falls_back_to_plain_stop(ctx, monkeypatch):
 
 
 @pytest.mark.django_db
-def test_prune_keeps_recent_and_bounded_history(monkeypatch):
-    monkeypatch.setattr(conf, "TASK_KEEP", 5)
+def test_prune_keeps_recent_and_bounded_history(settings):
+    settings.LOCALVM_TASK_KEEP = 5
     old = timezone.now() - timedelta(days=conf.TASK_KEEP_DAYS + 1)
     for i in range(8):
         Task.objects.create(action="localvm.pull", target=f"t{i}", status=TaskStatus.COMPLETED)
@@ -85,3 +85,30 @@ def test_prune_keeps_recent_and_bounded_history(monkeypatch):
     assert "stale" not in left and "live" in left
     assert len(left - {"live"}) == 5
     assert {"t7", "t6", "t5", "t4", "t3"} <= left
+
+
+class _Run:
+    """Stands in for the `tart run` Popen: exits (returns a code) after `alive` polls."""
+
+    def __init__(self, alive: int):
+        self.alive = alive
+
+    def poll(self):
+        self.alive -= 1
+        return None if self.alive >= 0 else 1
+
+
+def test_wait_ip_polls_until_an_address_then_stops(monkeypatch):
+    answers = iter([None, None, "192.168.64.7"])
+    monkeypatch.setattr(tart, "ip", lambda name: next(answers))
+    ticks = []
+    assert tart.wait_ip("vm", _Run(alive=10), poll=0.01, wait=5, on_tick=lambda: ticks.append(1)) == "192.168.64.7"
+    assert len(ticks) == 3
+
+
+def test_wait_ip_gives_up_with_none_and_fails_when_tart_run_dies(monkeypatch):
+    monkeypatch.setattr(tart, "ip", lambda name: None)
+    assert tart.wait_ip("vm", _Run(alive=1000), poll=0.05, wait=0.3) is None
+    with pytest.raises(tart.TartError) as died:
+        tart.wait_ip("vm", _Run(alive=2), poll=0.01, wait=5)
+    assert "exited with code 1" in str(died.value) and died.value.exit_code == 1

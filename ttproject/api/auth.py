@@ -4,13 +4,15 @@
   configured the API is open, as the fleet contract says.
 - Owners' personal tokens (DRF authtoken) as `Authorization: Bearer TOKEN` on the controller.
 - The same credentials as `?token=` for browsers' WebSockets.
-Keys are compared in constant time.
+Keys are compared in constant time. A role with its own credentials (localvm's X-Local-Token) brings its own
+classes; the settings name them (REST_FRAMEWORK, WEBSOCKET_AUTHENTICATION), this module knows no app.
 """
 
 import hmac
 from urllib.parse import parse_qs
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 from rest_framework.authentication import BaseAuthentication, TokenAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 
@@ -101,25 +103,32 @@ def query_token(scope) -> str | None:
 
 
 def ws_principal(scope):
-    """Who opened this WebSocket (None = refuse). Browsers send `?token=`; pages may use the session."""
-    token = query_token(scope)
-    role = settings.ROLE
-    if role == "localvm":
-        from localvm.auth import token_matches
+    """Who opened this WebSocket (None = refuse): the role's WEBSOCKET_AUTHENTICATION decides."""
+    return import_string(settings.WEBSOCKET_AUTHENTICATION)(scope)
 
-        return OPERATOR if token_matches(token) else None
+
+def api_key_ws_principal(scope):
+    """The agent's WebSockets: the operators' key as `?token=`, or anyone while the API is open."""
+    if not settings.API_KEY or key_matches(query_token(scope), settings.API_KEY):
+        return OPERATOR
+    return None
+
+
+def owner_ws_principal(scope):
+    """The controller's WebSockets: the operators' key or an owner's token as `?token=`, or the page's
+    session; anyone while the API is open."""
+    from rest_framework.authtoken.models import Token
+
+    token = query_token(scope)
     if key_matches(token, settings.API_KEY):
         return OPERATOR
-    if role == "controller":
-        from rest_framework.authtoken.models import Token
-
-        if token:
-            found = Token.objects.select_related("user").filter(key=token, user__is_active=True).first()
-            if found:
-                return OPERATOR if found.user.is_staff else found.user
-        user = scope.get("user")
-        if user is not None and user.is_authenticated:
-            return OPERATOR if user.is_staff else user
+    if token:
+        found = Token.objects.select_related("user").filter(key=token, user__is_active=True).first()
+        if found:
+            return OPERATOR if found.user.is_staff else found.user
+    user = scope.get("user")
+    if user is not None and user.is_authenticated:
+        return OPERATOR if user.is_staff else user
     if not settings.API_KEY:
         return OPERATOR
     return None

@@ -1,10 +1,12 @@
-"""Every error leaves the API as JSON with a `detail`, never as an HTML page."""
+"""Every error leaves the API as JSON with a `detail`, never as an HTML page, and a 500 never carries the
+internal error: it names the request id under which the log has the traceback."""
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
+from django.http import JsonResponse
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
@@ -27,12 +29,6 @@ class Unprocessable(APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     default_detail = "The request cannot be carried out."
     default_code = "unprocessable"
-
-
-class NotImplementedYet(APIException):
-    status_code = status.HTTP_501_NOT_IMPLEMENTED
-    default_detail = "Not implemented."
-    default_code = "not_implemented"
 
 
 class BadGateway(APIException):
@@ -81,16 +77,30 @@ def _domain_response(exc: errors.DomainError) -> Response:
     return Response(body, status=status_code)
 
 
+def body_too_large_detail() -> str:
+    return f"Request body too large: at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+
+
+def internal_error_detail(request) -> str:
+    request_id = getattr(request, "request_id", None)
+    where = f" (request id {request_id})" if request_id else ""
+    return f"Internal server error{where}; the server's log has the details."
+
+
 def json_exception_handler(exc, context):
     if isinstance(exc, errors.DomainError):
         return _domain_response(exc)
     if isinstance(exc, DjangoValidationError):
         exc_data = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
         return Response({"detail": "; ".join(_flatten(exc_data)), "errors": exc_data}, status=400)
+    if isinstance(exc, RequestDataTooBig):  # a body sent without Content-Length, found too large on reading
+        return Response({"detail": body_too_large_detail()}, status=413)
     response = exception_handler(exc, context)
     if response is None:
-        log.exception("unhandled error in %s", context.get("view"), exc_info=exc)
-        return Response({"detail": f"Internal error: {type(exc).__name__}: {exc}"}, status=500)
+        request = context.get("request")
+        log.error("unhandled error in %s (request id %s)", context.get("view").__class__.__name__,
+                  getattr(request, "request_id", "-"), exc_info=exc)
+        return Response({"detail": internal_error_detail(request)}, status=500)
     data = response.data
     if isinstance(data, dict) and set(data) == {"detail"}:
         return response
@@ -108,6 +118,8 @@ def _json_handler(status_code, default):
                 detail = text
         if status_code == 404:
             detail = f"Not found: {request.path}"
+        if status_code == 500:
+            detail = internal_error_detail(request)
         return JsonResponse({"detail": detail}, status=status_code)
 
     return handler
@@ -117,13 +129,3 @@ bad_request = _json_handler(400, "Bad request.")
 permission_denied = _json_handler(403, "Permission denied.")
 page_not_found = _json_handler(404, "Not found.")
 server_error = _json_handler(500, "Internal server error.")
-
-__all__ = [
-    "BadGateway",
-    "Conflict",
-    "Http404",
-    "NotImplementedYet",
-    "PermissionDenied",
-    "Unprocessable",
-    "json_exception_handler",
-]

@@ -5,7 +5,7 @@
     ttstack agent [--port 9100] [--bind ADDR] [--api-key KEY] [--storage file|raw|zvol|zfs]
     ttstack localvm [--port 8000] [--no-worker]
     ttstack up                     controller + worker + local agent, host registered, key printed
-    ttstack image build tiny|docker-tiny
+    ttstack image build tiny|docker-tiny|debian-12 [--engine qemu|docker] [--force]
     ttstack manage ROLE ARGS...    any manage.py command for that role
 
 Everything is passed to the child processes through environment variables (see docs/settings.md).
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from agent.imagebuild import KINDS as IMAGE_KINDS
 from ttproject.vocabulary import STORAGE_ALIASES, default_data_dir
 
 from .supervisor import Supervisor
@@ -219,14 +220,24 @@ def up(port, agent_port, api_key):
     sys.exit(sup.wait())
 
 
-@click.command("build", short_help="Build a bundled image (tiny, docker-tiny) here.", help="Build a bundled image for the agent of this machine (into its data dir).")
-@click.argument("kind", type=click.Choice(["tiny", "docker-tiny"]))
+@click.command("build", short_help="Build one of ttstack's images (tiny, docker-tiny, debian-12) here.",
+               help="Build one of ttstack's images for the agent of this machine: disk images into its image "
+                    "dir, docker images into its docker daemon; finished builds are kept in the build cache "
+                    "(docs/images.md).")
+@click.argument("kind", type=click.Choice(IMAGE_KINDS))
+@click.option("--engine", type=click.Choice(["qemu", "docker"]), default=None,
+              help="only the image for this engine (default: every engine the image exists for)")
 @click.option("--force", is_flag=True, help="build again even if it exists")
-def image_build(kind, force):
+def image_build(kind, engine, force):
     _setup("agent")
-    from agent.imagebuild import build
+    from agent.imagebuild import ENGINES_OF, build
+    from agent.imagebuild.steps import BuildError
 
-    click.echo(build(kind, force=force))
+    for each in [engine] if engine else ENGINES_OF[kind]:
+        try:
+            click.echo(build(kind, force=force, engine=each, log=lambda line: click.echo(line)))
+        except (BuildError, ValueError) as exc:
+            raise click.ClickException(f"ttstack image build {kind}: {exc}") from exc
 
 
 @click.command(short_help="Run a manage.py command for a role.", help="Run a manage.py command for a role: ttstack manage ROLE ARGS...",

@@ -1,10 +1,10 @@
 """Job functions by action name. Apps declare theirs in a `jobs` module with @job("action")."""
 
 import importlib
-import os
 from collections.abc import Callable
 
 from django.apps import apps
+from django.conf import settings
 
 JOBS: dict[str, Callable] = {}
 
@@ -18,9 +18,7 @@ def job(action: str):
 
 
 def autodiscover():
-    # TTSTACK_EXTRA_JOB_MODULES: comma-separated modules with more @job functions (used by the tests).
-    extra = [m for m in os.environ.get("TTSTACK_EXTRA_JOB_MODULES", "").split(",") if m]
-    for module in extra:
+    for module in settings.EXTRA_JOB_MODULES:  # more @job functions (used by the tests)
         importlib.import_module(module)
     for config in apps.get_app_configs():
         try:

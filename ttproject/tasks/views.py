@@ -1,4 +1,5 @@
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -29,6 +30,7 @@ class TaskViewSet(viewsets.ReadOnlyModelViewSet):
         tasks = self.get_queryset()[:100]
         return Response(self.get_serializer(tasks, many=True).data)
 
+    @extend_schema(responses=TaskSerializer(many=True))
     @action(detail=False)
     def active(self, request):
         """Tasks that are not completed or failed."""

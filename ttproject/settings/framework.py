@@ -1,55 +1,22 @@
-"""Settings for every ttstack role, read from environment variables only.
-
-TTSTACK_ROLE picks the role (controller, agent, localvm); each role is its own process with its own
-URLconf and database. All apps are installed in every role so one migration history serves them all;
-only the URLconf differs. Every variable is documented in README.md ("Settings").
-"""
+"""Django's own settings, derived from the typed values (ttproject/settings/values.py)."""
 
 import os
-import secrets
 from pathlib import Path
 
-import dj_database_url
+import environ
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-ROLES = ("controller", "agent", "localvm")
-ROLE = os.environ.get("TTSTACK_ROLE", "controller")
-if ROLE not in ROLES:
-    raise RuntimeError(f"TTSTACK_ROLE must be one of {', '.join(ROLES)}, not {ROLE!r}")
+from .values import VALUES as env  # lower case: not itself a setting
 
-
-def env_bool(name: str, default: bool = False) -> bool:
-    return os.environ.get(name, str(default)).strip().lower() in ("1", "true", "yes", "on")
-
-
-# root (a host running VMs) keeps its data under /var/lib: qemu runs as libvirt-qemu under
-# qemu:///system and must be able to walk into the directories of the VMs' disks (/root is 0700).
-DEFAULT_DATA_DIR = Path("/var/lib/ttstack") if os.geteuid() == 0 else Path.home() / ".ttstack"
-DATA_DIR = Path(os.environ.get("TTSTACK_DATA_DIR", DEFAULT_DATA_DIR)).expanduser()
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+ROLE = env["ROLE"]
+DATA_DIR = env["DATA_DIR"]
 DATA_DIR.mkdir(parents=True, exist_ok=True)
-
-
-def _secret_key() -> str:
-    if key := os.environ.get("TTSTACK_SECRET_KEY"):
-        return key
-    path = DATA_DIR / "secret_key"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
-
-
-SECRET_KEY = _secret_key()
-DEBUG = env_bool("TTSTACK_DEBUG")
-API_KEY = os.environ.get("TTSTACK_API_KEY") or None
+REDIS_URL = env["REDIS_URL"]
 
 # localvm binds loopback only and refuses foreign Host headers (DNS rebinding).
 if ROLE == "localvm":
     ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
-else:
-    ALLOWED_HOSTS = [h for h in os.environ.get("TTSTACK_ALLOWED_HOSTS", "*").split(",") if h]
-CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("TTSTACK_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+    BIND_ADDR = "127.0.0.1"
 
 INSTALLED_APPS = [
     "daphne",  # must come first so runserver is daphne's
@@ -73,6 +40,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ttproject.middleware.RequestIdMiddleware",
+    "ttproject.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "ttproject.middleware.ContentSecurityPolicyMiddleware",
@@ -107,10 +76,10 @@ TEMPLATES = [
 
 # --- database: DATABASE_URL, else one SQLite file per role under the data dir -------------------
 DATABASES = {
-    "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / f'{ROLE}.sqlite3'}",
-        conn_max_age=int(os.environ.get("TTSTACK_DB_CONN_MAX_AGE", "0")),
-    )
+    "default": {
+        **environ.Env.db_url_config(env["DATABASE_URL"] or f"sqlite:///{DATA_DIR / f'{ROLE}.sqlite3'}"),
+        "CONN_MAX_AGE": env["DB_CONN_MAX_AGE"],
+    }
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The worker is another process: WAL lets readers run beside a writer, IMMEDIATE takes the
@@ -123,8 +92,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{ROLE}-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- cache: shared by a role's web and worker processes (localvm: inventory, VM configs, GitHub catalogue),
+# so it is a table of the role's own database (made by localvm's migration 0002 and by the test runner).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "ttstack_cache",
+                "OPTIONS": {"MAX_ENTRIES": 10000}},
+    # django-q2 writes its cluster statistics twice a second: they stay in the process, off the database.
+    "process": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+}
+
 # --- channels and django-q2: Redis when REDIS_URL is set, else in-process / ORM ---------------
-REDIS_URL = os.environ.get("REDIS_URL") or None
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
@@ -136,23 +113,22 @@ else:
 # idempotent anyway (they claim their Task row with a conditional UPDATE).
 # One hour (localvm: a pull may take 3600 s) covers the longest job: a create waits up to
 # TTSTACK_AGENT_CREATE_TIMEOUT for its agents and as long again for a rollback.
-_Q_TIMEOUT = int(os.environ.get("TTSTACK_TASK_TIMEOUT", "3700" if ROLE == "localvm" else "3600"))
 Q_CLUSTER = {
     # Workers of one deployment share a queue name; TTSTACK_QUEUE_NAME separates deployments on one Redis.
-    "name": os.environ.get("TTSTACK_QUEUE_NAME", f"ttstack-{ROLE}"),
-    "workers": int(os.environ.get("TTSTACK_WORKERS", "4")),
-    "timeout": _Q_TIMEOUT,
-    "retry": _Q_TIMEOUT + 120,
+    "name": env["QUEUE_NAME"],
+    "workers": env["WORKERS"],
+    "timeout": env["TASK_TIMEOUT"],
+    "retry": env["TASK_TIMEOUT"] + 120,
     "max_attempts": 1,
     "ack_failures": True,
     "catch_up": False,
     "poll": 0.1,
     "save_limit": 200,
     "label": "Queued jobs",
-    "sync": env_bool("TTSTACK_TASKS_SYNC"),
+    "cache": "process",
+    "sync": env["TASKS_SYNC"],
 }
-# TTSTACK_QUEUE picks the job broker: "redis" (default when REDIS_URL is set) or "orm".
-if os.environ.get("TTSTACK_QUEUE", "redis" if REDIS_URL else "orm") == "redis" and REDIS_URL:
+if env["QUEUE"] == "redis" and REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
@@ -167,14 +143,20 @@ _AUTH_BY_ROLE = {
     "agent": ["ttproject.api.auth.ApiKeyAuthentication"],
     "localvm": ["localvm.auth.LocalTokenAuthentication"],
 }
+# Who may open a task WebSocket (`?token=`): a function of the ASGI scope, per role.
+WEBSOCKET_AUTHENTICATION = {
+    "controller": "ttproject.api.auth.owner_ws_principal",
+    "agent": "ttproject.api.auth.api_key_ws_principal",
+    "localvm": "localvm.auth.ws_principal",
+}[ROLE]
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": _AUTH_BY_ROLE[ROLE],
     "DEFAULT_PERMISSION_CLASSES": [
         "localvm.auth.HasLocalToken" if ROLE == "localvm" else "ttproject.api.auth.ApiKeyRequired"
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["ttproject.api.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "ttproject.api.schema.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "ttproject.api.exceptions.json_exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -196,7 +178,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"  # whitenoise serves from the finders; the directory only has to exist
 STATIC_ROOT.mkdir(exist_ok=True)
 WHITENOISE_USE_FINDERS = True
-WHITENOISE_AUTOREFRESH = DEBUG
+WHITENOISE_AUTOREFRESH = env["DEBUG"]
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/my/"
@@ -209,14 +191,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("TTSTACK_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env["LOG_LEVEL"]},
     # One line per agent call every heartbeat would drown everything else.
     "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"},
                 "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
-# --- role services -------------------------------------------------------------------------------
-BIND_ADDR = "127.0.0.1" if ROLE == "localvm" else os.environ.get("TTSTACK_BIND", "0.0.0.0")
-# How often a WebSocket consumer re-reads its task row: the database is the truth and a
-# channel-layer message only a hint, so a worker in another process without Redis is seen too.
-TASK_POLL_INTERVAL = float(os.environ.get("TTSTACK_TASK_POLL", "0.25"))
