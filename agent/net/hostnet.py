@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 from pathlib import Path
 
 from agent.engines.base import EngineError
 from agent.procutil import run_tool
 
-DEFAULT_POOL = "10.211.0.0/16"
 PREFIX = 24  # one /24 per environment network on a host: 250 guests
 
 
@@ -20,7 +18,9 @@ def _ip(*args: str, check: bool = True):
 
 
 def pool() -> ipaddress.IPv4Network:
-    text = os.environ.get("TTSTACK_NETWORK_POOL", DEFAULT_POOL)
+    from agent import conf
+
+    text = conf.network_pool()
     try:
         network = ipaddress.IPv4Network(text)
     except ValueError as exc:
