@@ -81,6 +81,8 @@ class Environment(models.Model):
     owner = models.CharField(max_length=150, blank=True, default="", db_index=True)
     ssh_keys = models.JSONField(default=list)
     lifetime = models.PositiveIntegerField(default=0, help_text="seconds; 0 = never expires")
+    isolated_network = models.BooleanField(
+        default=True, help_text="the env's VMs on one host share a private network of their own (docs/networks.md)")
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     state = models.CharField(max_length=16, choices=EnvState.choices, default=EnvState.CREATING,
                              db_index=True)
@@ -164,11 +166,17 @@ class Vm(models.Model):
         for key, value in fields.items():
             setattr(self, key, value)
 
-    def agent_request(self, ssh_keys: list[str]) -> dict:
-        """The agent's POST /api/vms body."""
-        return {"id": self.id, "image": self.image, "engine": self.engine, "cpu": self.cpu, "mem": self.mem,
+    def agent_request(self, ssh_keys: list[str], network: str = "") -> dict:
+        """The agent's POST /api/vms body; `network` (the env's id when it is isolated) for the engines that
+        have environment networks."""
+        from agent.net import ENGINES_WITH_NETWORKS
+
+        body = {"id": self.id, "image": self.image, "engine": self.engine, "cpu": self.cpu, "mem": self.mem,
                 "disk": self.disk, "ports": list(self.ports), "deny_outgoing": self.deny_outgoing,
                 "ssh_keys": list(ssh_keys), "hostname": self.hostname}
+        if network and self.engine in ENGINES_WITH_NETWORKS:
+            body["network"] = network
+        return body
 
     def apply_agent(self, data: dict):
         """Copy an agent's VM JSON onto the row (not saved)."""
