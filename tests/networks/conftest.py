@@ -13,6 +13,7 @@ import pytest
 
 from tests.agent.conftest import agent_server, docker_tiny  # noqa: F401 - fixtures used here
 from tests.agent.netns import Netns, require_netns
+from tests.agent.test_tiny_guest import ssh_key, tiny, workroot  # noqa: F401 - fixtures of the qemu tests
 from tests.networks.hostobjects import clean_up
 
 PREFIX = "ttw-"

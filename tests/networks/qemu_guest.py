@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
-from agent.imagebuild.tiny import INIT_SCRIPT, Initramfs
+from agent.imagebuild import tiny as tiny_build
+
+TINY_INIT = Path(tiny_build.__file__).with_name("scripts") / "tiny" / "init.sh"
 
 SEED_COPY_AT = '    umount "$SEED"\nelse'
 NETWORK_UP_AT = 'mkdir -p /etc/dropbear'
@@ -44,9 +47,10 @@ fi
 
 
 def init_script() -> str:
+    original = TINY_INIT.read_text()
     for anchor in (SEED_COPY_AT, NETWORK_UP_AT):
-        assert INIT_SCRIPT.count(anchor) == 1, f"the tiny init changed: {anchor!r} not found once"
-    script = INIT_SCRIPT.replace(SEED_COPY_AT, SEED_COPY + SEED_COPY_AT)
+        assert original.count(anchor) == 1, f"the tiny init changed: {anchor!r} not found once"
+    script = original.replace(SEED_COPY_AT, SEED_COPY + SEED_COPY_AT)
     return script.replace(NETWORK_UP_AT, NETWORK_UP + NETWORK_UP_AT)
 
 
@@ -58,9 +62,11 @@ def make_image(tiny: Path, image_dir: Path, name: str, cmdline_extra: str = "") 
     meta = json.loads((tiny / "image.json").read_text())
     for key in ("kernel", "disk"):
         shutil.copyfile(tiny / meta[key], target / meta[key])
-    overlay = Initramfs()
-    overlay.file("init", init_script(), 0o755)
-    (target / meta["initrd"]).write_bytes((tiny / meta["initrd"]).read_bytes() + overlay.to_gzip())
+    with tempfile.TemporaryDirectory() as root:
+        (Path(root) / "init").write_text(init_script())
+        (Path(root) / "init").chmod(0o755)
+        overlay = tiny_build.cpio_newc(Path(root))
+    (target / meta["initrd"]).write_bytes((tiny / meta["initrd"]).read_bytes() + overlay)
     meta["cmdline"] = f"{meta['cmdline']} {cmdline_extra}".strip()
     meta["description"] = f"tiny test guest ({name})"
     (target / "image.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import socket
 import sqlite3
-import threading
 
 import pytest
 
@@ -14,6 +13,7 @@ from tests.agent.conftest import TINY, containers_of, docker_client
 from tests.conftest import require, wait_for
 from tests.networks.conftest import host_id_of
 from tests.networks.hostobjects import leftovers
+from tests.networks.listeners import AcceptCounter
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -78,29 +78,6 @@ def test_deny_outgoing_holds_from_the_first_packet(agent, outside, network):
         docker_client().images.remove(image, force=True)
 
 
-class _HostService:
-    """A TCP service of the agent host itself, on the env network's gateway address."""
-
-    def __init__(self, addr: str, not_in: tuple[int, int]):
-        while True:
-            self.sock = socket.create_server((addr, 0))
-            self.port = self.sock.getsockname()[1]
-            if not not_in[0] <= self.port <= not_in[1]:
-                break
-            self.sock.close()
-        self.accepted = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.close()
-
-
 PORT_RANGE = (47000, 47999)  # the agent's published ports; the host service below is outside it
 
 
@@ -131,11 +108,11 @@ def test_two_envs_on_one_host_are_apart(agent):
         assert reached == 0
         # the agent host's own services are out of reach too (published ports are not: see docs/networks.md)
         gateway = docker_client().networks.get(f"tt-{host_id[:8]}-ttw-env-a").attrs["IPAM"]["Config"][0]["Gateway"]
-        service = _HostService(gateway, not_in=PORT_RANGE)
+        service = AcceptCounter(gateway, avoid=PORT_RANGE)
         socket.create_connection((gateway, service.port), timeout=3).close()  # it answers the host itself
         code, _ = exec_in(host_id, "a1", f"nc -w 2 {gateway} {service.port} </dev/null")
         assert code != 0 and service.accepted == 1
-        service.sock.close()
+        service.close()
 
 
 def _forget(db: str, sql: str) -> None:

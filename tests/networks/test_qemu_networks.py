@@ -6,20 +6,16 @@ environments (whose agent is then killed and restarted for the clean-up check)."
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import socket
 import sqlite3
 import subprocess
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
 
-from agent.imagebuild.tiny import build_tiny
 from tests.conftest import LIBVIRT_URI, require, wait_for
 from tests.networks.hostobjects import clean_up, leftovers
+from tests.networks.listeners import AcceptCounter
 from tests.networks.qemu_guest import make_image
 
 pytestmark = pytest.mark.timeout(1200)
@@ -30,39 +26,13 @@ SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/nul
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"]
 
 
-@pytest.fixture(scope="module")
-def workroot():
-    # Not pytest's tmp_path: qemu runs as libvirt-qemu and must be able to traverse to the VM files.
-    root = Path(tempfile.mkdtemp(prefix="ttw-qemu-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def tiny(workroot):
-    return build_tiny(workroot / "tiny-images", log=lambda _line: None)
-
-
-@pytest.fixture(scope="module")
-def ssh_key(workroot):
-    key = workroot / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    return key
-
-
 def _destroy_domains(host_id: str) -> None:
-    import libvirt
-
-    conn = libvirt.open(LIBVIRT_URI)
-    for dom in conn.listAllDomains(0):
-        if dom.name().startswith(f"tt-{host_id[:8]}-"):
-            with contextlib.suppress(libvirt.libvirtError):
-                if dom.isActive():
-                    dom.destroy()
-            with contextlib.suppress(libvirt.libvirtError):
-                dom.undefine()
-    conn.close()
+    """Every libvirt domain of this agent (its guest names start with tt-<host id[:8]>-), with virsh."""
+    virsh = ["virsh", "-q", "-c", LIBVIRT_URI]
+    names = subprocess.run([*virsh, "list", "--all", "--name"], capture_output=True, text=True).stdout.split()
+    for name in (n for n in names if n.startswith(f"tt-{host_id[:8]}-")):
+        subprocess.run([*virsh, "destroy", name], capture_output=True)
+        subprocess.run([*virsh, "undefine", name], capture_output=True)
 
 
 @pytest.fixture
@@ -98,27 +68,8 @@ def console(server, vm_id: str) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-class CountingListener:
-    """TCP on host loopback: the guest's "outside", reached through QEMU user networking's 10.0.2.2."""
-
-    def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.close()
-
-
 def test_deny_outgoing_holds_from_the_first_packet(qemu_agent, tiny):
-    listener = CountingListener()
+    listener = AcceptCounter("127.0.0.1")  # reached through QEMU user networking's 10.0.2.2
     make_image(tiny, qemu_agent.data_dir / "images", "ttw-connect", f"tt.connect=10.0.2.2:{listener.port}")
     with qemu_agent.client(timeout=300) as c:
         for deny in (True, False):
@@ -133,7 +84,7 @@ def test_deny_outgoing_holds_from_the_first_packet(qemu_agent, tiny):
             assert arrived == (0 if deny else BOOTS) and said == [not deny] * BOOTS
             for vm_id in ids:
                 assert c.delete(f"/api/vms/{vm_id}").status_code == 204
-    listener.sock.close()
+    listener.close()
 
 
 def ssh(vm: dict, key: Path, command: str) -> str:
