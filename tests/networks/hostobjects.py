@@ -72,7 +72,7 @@ def clean_up(host_id: str, data_dir: Path) -> None:
             os.kill(pid, signal.SIGKILL)
     for chain in chains(host_id):
         for tool in ("iptables", "ip6tables"):
-            for base in ("INPUT", "FORWARD"):
+            for base in ("INPUT", "FORWARD", "OUTPUT"):
                 out = subprocess.run([tool, "-w", "-S", base], capture_output=True, text=True).stdout
                 for line in out.splitlines():
                     if line.endswith(f"-j {chain}"):
