@@ -130,8 +130,10 @@ def _iso_tool() -> str:
     raise RuntimeError("no ISO9660 tool found: install genisoimage (or xorriso)")
 
 
-def build_seed(path: Path, instance_id: str, hostname: str, ssh_keys: list[str]) -> Path:
-    """Write a NoCloud seed ISO at path (atomically) and return path. Keys are validated first."""
+def build_seed(path: Path, instance_id: str, hostname: str, ssh_keys: list[str],
+               network_config: dict | None = None) -> Path:
+    """Write a NoCloud seed ISO at path (atomically) and return path. Keys are validated first.
+    `network_config` (cloud-init network config version 2) becomes the seed's ``network-config`` file."""
     path = Path(path)
     keys = [validate_ssh_key(k) for k in ssh_keys]
     for label, value in (("instance_id", instance_id), ("hostname", hostname)):
@@ -143,9 +145,12 @@ def build_seed(path: Path, instance_id: str, hostname: str, ssh_keys: list[str])
         src.mkdir()
         (src / "meta-data").write_text(meta_data(instance_id, hostname))
         (src / "user-data").write_text(user_data(hostname, keys))
+        files = [str(src / "user-data"), str(src / "meta-data")]
+        if network_config:
+            (src / "network-config").write_text(_dump(network_config))
+            files.append(str(src / "network-config"))
         out = Path(tmp) / "seed.iso"
-        args = [_iso_tool(), "-quiet", "-output", str(out), "-volid", VOLUME_ID, "-joliet", "-rock",
-                str(src / "user-data"), str(src / "meta-data")]
+        args = [_iso_tool(), "-quiet", "-output", str(out), "-volid", VOLUME_ID, "-joliet", "-rock", *files]
         result = subprocess.run(args, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"building seed ISO failed: {result.stderr.strip()}")

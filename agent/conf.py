@@ -46,6 +46,11 @@ def port_range() -> tuple[int, int]:
     return low, high
 
 
+def network_pool() -> str:
+    """The IPv4 range environment networks take their subnets from (agent/net/hostnet.py checks it)."""
+    return settings.AGENT_NETWORK_POOL
+
+
 def docker_url() -> str | None:
     return settings.AGENT_DOCKER_URL
 

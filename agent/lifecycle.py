@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 
 from agent import conf, ports
 from agent import engines as registry
+from agent import net as networks
 from agent import storage as storages
 from agent.cloudinit import build_seed
 from agent.engines.base import Engine, EngineError, GuestSpec, Image
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 SEED_NAME = "seed.iso"
 # Parameters that make two creates of the same id "the same request".
 IDENTITY_FIELDS = ("image", "engine", "cpu", "mem", "disk", "ports", "deny_outgoing", "hostname", "ssh_keys",
-                   "controller")
+                   "controller", "network")
 
 # One VM operation at a time per id (views may run in several threads under some servers).
 _vm_locks: dict[str, threading.Lock] = {}
@@ -62,6 +63,7 @@ class CreateRequest:
     hostname: str = ""
     id: str = ""
     controller: str = ""  # the id of the controller asking (its orphan collection looks for it)
+    network: str = ""  # the environment network (docs/networks.md); "" for none
 
 
 @dataclass
@@ -97,12 +99,14 @@ def create_vm(req: CreateRequest) -> CreateResult:
         raise errors.Invalid(f"ports: {message}", errors={"ports": [message]})
     params = {"image": req.image, "engine": req.engine, "cpu": req.cpu, "mem": req.mem, "disk": req.disk,
               "ports": guest_ports, "deny_outgoing": req.deny_outgoing, "hostname": req.hostname or vm_id,
-              "ssh_keys": list(req.ssh_keys or []), "controller": req.controller}
+              "ssh_keys": list(req.ssh_keys or []), "controller": req.controller,
+              "network": req.network}
     with _vm_lock(vm_id):
         existing = _existing(vm_id, params)
         if existing is not None:
             return CreateResult(existing, created=False)
         engine = registry.available(req.engine)
+        networks.check_engine(req.network, req.engine)
         image = resolve_image(req.image, engine)
         check_capacity(req.cpu, req.mem, req.disk)
         addr = conf.publish_addr()
@@ -125,10 +129,12 @@ def _bring_up(vm: Vm, engine: Engine, image: Image) -> CreateResult:
     spec = spec_for(vm, image)
     try:
         spec.workdir.mkdir(parents=True, exist_ok=True)
+        _join_network(vm, spec)
         if vm.engine in VM_ENGINES:
             spec.disk_path = storages.get().create_disk(vm.id, image, vm.disk, spec.workdir)
             vm.disk_path = str(spec.disk_path)
-            spec.seed_path = build_seed(spec.workdir / SEED_NAME, vm.id, vm.hostname, vm.ssh_keys)
+            spec.seed_path = build_seed(spec.workdir / SEED_NAME, vm.id, vm.hostname, vm.ssh_keys,
+                                        network_config=_seed_network(vm))
             vm.seed_path = str(spec.seed_path)
             vm.save(update_fields=["disk_path", "seed_path", "updated_at"])
         engine.create(spec)
@@ -143,11 +149,23 @@ def _bring_up(vm: Vm, engine: Engine, image: Image) -> CreateResult:
         vm.save()
         return CreateResult(vm, created=True, failure=f"creating VM {vm.id} failed: {message}")
     vm.state = VmState.RUNNING
-    # A container's address is only a convenience (it is reached through its published ports): it is
-    # filled in by the next GET, which keeps a docker create as quick as a plain `docker run`.
-    vm.ip = guest_ip(engine, spec) if vm.engine in VM_ENGINES else ""
+    # The private address in the create's answer: the engine's (docker: one inspect), else the assigned one.
+    vm.ip = guest_ip(engine, spec) or vm.ip
     vm.save(update_fields=["state", "ip", "updated_at"])
     return CreateResult(vm, created=True)
+
+
+def _join_network(vm: Vm, spec: GuestSpec) -> None:
+    """The env network made (when this VM is its first here), and for qemu the VM's address on it."""
+    networks.ensure(vm.network, vm.engine)
+    if vm.network and vm.engine == "qemu":
+        spec.private_ip = networks.assign_address(vm)
+
+
+def _seed_network(vm: Vm) -> dict | None:
+    from agent.engines import qemu_xml
+
+    return networks.seed_network_config(vm, qemu_xml.mac_for(vm.id), qemu_xml.env_mac_for(vm.id))
 
 
 # ------------------------------------------------------------------------------------------- teardown
@@ -166,6 +184,10 @@ def teardown(vm: Vm, spec: GuestSpec, engine: Engine | None) -> None:
             log.warning("removing the disk of %s: %s", vm.id, exc)
         shutil.rmtree(spec.workdir, ignore_errors=True)
     ports.release(vm.id)
+    try:
+        networks.release(vm)
+    except (errors.DomainError, OSError) as exc:  # the guest is gone; reconcile's sweep retries the rest
+        log.warning("removing the network of %s: %s", vm.id, exc)
 
 
 def teardown_or_release(vm: Vm, spec: GuestSpec, engine: Engine | None) -> str:
@@ -227,5 +249,10 @@ def stop_vm(vm_id: str) -> Vm:
     return _power(vm_id, "stop", "stopping", lambda engine, spec: engine.stop(spec, timeout=conf.stop_timeout()))
 
 
+def _start(engine: Engine, spec: GuestSpec) -> None:
+    networks.ensure(spec.network, engine.name)  # gone after a reboot of the host, say
+    engine.start(spec)
+
+
 def start_vm(vm_id: str) -> Vm:
-    return _power(vm_id, "start", "starting", lambda engine, spec: engine.start(spec))
+    return _power(vm_id, "start", "starting", _start)

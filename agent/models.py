@@ -26,6 +26,8 @@ class Vm(models.Model):
     ssh_keys = models.JSONField(default=list)
     controller = models.CharField(max_length=64, blank=True, default="",
                                   help_text="id of the controller that asked for the VM (empty: made directly)")
+    network = models.CharField(max_length=128, blank=True, default="",
+                               help_text="environment network shared with the env's other VMs on this host")
     state = models.CharField(max_length=16, choices=VmState.choices, default=VmState.CREATING)
     ip = models.CharField(max_length=64, blank=True, default="")
     error = models.TextField(blank=True, default="")

@@ -5,6 +5,8 @@ left alone.
 - record without guest: failed, "guest disappeared"
 - guest labelled with this agent's host id but without a record: destroyed (an orphan)
 - a record left `creating` by a crash: cleaned up and failed; `deleting`: the delete is finished
+- environment networks (bridges, chains, name servers, docker networks and holders) of this agent that no
+  record needs: removed; the ones still needed: made whole (agent/net)
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import shutil
 
 from agent import conf
 from agent import engines as registry
+from agent import net as networks
 from agent.engines.base import MISSING, Engine, EngineError
 from agent.guest_state import GUEST_DISAPPEARED, apply_state
 from agent.lifecycle import teardown_or_release
 from agent.models import Vm, VmState
 from agent.specs import orphan_spec, spec_without_image
-from ttproject.vocabulary import ENGINES
+from ttproject.vocabulary import ENGINES, ENGINES_WITH_NETWORKS
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +50,19 @@ def _destroy_orphan(name: str, engine: Engine, vm_id: str) -> None:
         shutil.rmtree(conf.vms_dir() / vm_id, ignore_errors=True)
 
 
+def _sweep_networks(name: str) -> int:
+    if name not in ENGINES_WITH_NETWORKS:
+        return 0
+    try:
+        return len(networks.sweep(name)["removed"])
+    except (EngineError, OSError) as exc:
+        log.warning("reconcile: sweeping %s networks failed: %s", name, exc)
+        return 0
+
+
 def reconcile() -> dict:
     """Returns how many records were found with their guest, missing it, interrupted, and orphans."""
-    summary = {"found": 0, "missing": 0, "orphans": 0, "interrupted": 0}
+    summary = {"found": 0, "missing": 0, "orphans": 0, "interrupted": 0, "networks_removed": 0}
     for name in ENGINES:
         ok, _why = registry.probe(name)
         if not ok:
@@ -76,5 +89,6 @@ def reconcile() -> dict:
         for vm_id in sorted(set(guests) - {vm.id for vm in records}):
             summary["orphans"] += 1
             _destroy_orphan(name, engine, vm_id)
+        summary["networks_removed"] += _sweep_networks(name)
     log.info("reconcile: %s", summary)
     return summary

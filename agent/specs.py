@@ -44,6 +44,8 @@ def spec_for(vm: Vm, image: Image | None = None) -> GuestSpec:
         seed_path=Path(vm.seed_path) if vm.seed_path else None,
         workdir=Path(vm.workdir) if vm.workdir else conf.vms_dir() / vm.id,
         controller=vm.controller,
+        network=vm.network,
+        private_ip=vm.ip if vm.network else "",
     )
 
 

@@ -48,7 +48,7 @@ def _create_one(env: Environment, vm: Vm, ctx) -> str | None:
     started = time.monotonic()
     try:
         with AgentClient.for_host(vm.host) as agent:
-            data = agent.create_vm(vm.agent_request(env.ssh_keys))
+            data = agent.create_vm(vm.agent_request(env.ssh_keys, network=env.id if env.isolated_network else ""))
     except AgentError as exc:
         # A 4xx other than 409 means the agent refused before making anything.
         made_nothing = exc.status is not None and 400 <= exc.status < 500 and exc.status != 409

@@ -51,6 +51,7 @@ def create_env(data: dict, owner: str) -> tuple[Environment, Task]:
             task = submit(create.job, target=data["id"], owner=owner, params={"env": data["id"]})
             env = Environment.objects.create(
                 id=data["id"], owner=owner, ssh_keys=data["ssh_keys"], lifetime=lifetime,
+                isolated_network=data.get("isolated_network", True),
                 expires_at=now + timedelta(seconds=lifetime) if lifetime else None,
                 state=create.via, operation=task, created_at=now,
             )

@@ -4,6 +4,8 @@ from django.db import models
 from django.db.models import Case, F, IntegerField, Q, Sum, Value, When
 from django.utils import timezone
 
+from ttproject.vocabulary import ENGINES_WITH_NETWORKS
+
 from .choices import EnvState, HostState, VmState
 
 # A VM holds its host's resources until its agent confirmed it is gone.
@@ -83,6 +85,8 @@ class Environment(models.Model):
     owner = models.CharField(max_length=150, blank=True, default="", db_index=True)
     ssh_keys = models.JSONField(default=list)
     lifetime = models.PositiveIntegerField(default=0, help_text="seconds; 0 = never expires")
+    isolated_network = models.BooleanField(
+        default=True, help_text="the env's VMs on one host share a private network of their own (docs/networks.md)")
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     state = models.CharField(max_length=16, choices=EnvState.choices, default=EnvState.CREATING,
                              db_index=True)
@@ -166,13 +170,18 @@ class Vm(models.Model):
         for key, value in fields.items():
             setattr(self, key, value)
 
-    def agent_request(self, ssh_keys: list[str]) -> dict:
-        """The agent's POST /api/vms body (with this controller's id: the agent labels the guest with it)."""
+    def agent_request(self, ssh_keys: list[str], network: str = "") -> dict:
+        """The agent's POST /api/vms body: with this controller's id (the agent labels the guest with it) and
+        `network` (the env's id when it is isolated) for the engines that have environment networks."""
         from .identity import controller_id
 
-        return {"id": self.id, "controller": controller_id(), "image": self.image, "engine": self.engine, "cpu": self.cpu, "mem": self.mem,
+        body = {"id": self.id, "controller": controller_id(), "image": self.image, "engine": self.engine,
+                "cpu": self.cpu, "mem": self.mem,
                 "disk": self.disk, "ports": list(self.ports), "deny_outgoing": self.deny_outgoing,
                 "ssh_keys": list(ssh_keys), "hostname": self.hostname}
+        if network and self.engine in ENGINES_WITH_NETWORKS:
+            body["network"] = network
+        return body
 
     def apply_agent(self, data: dict):
         """Copy an agent's VM JSON onto the row (not saved)."""

@@ -15,6 +15,8 @@ from pathlib import Path
 ENGINES = ("qemu", "firecracker", "docker", "bhyve", "jail")
 VM_ENGINES = ("qemu", "firecracker", "bhyve")
 DEFAULT_ENGINE = "qemu"
+# Engines that give the VMs of one environment a private network on their host (docs/networks.md).
+ENGINES_WITH_NETWORKS = ("docker", "qemu")
 
 # The three roles and the port each listens on by default.
 DEFAULT_PORTS = {"controller": 9200, "agent": 9100, "localvm": 8000}

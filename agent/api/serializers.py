@@ -55,6 +55,11 @@ class CreateVmSerializer(serializers.Serializer):
         error_messages={"invalid": "must be 1-64 characters of [A-Za-z0-9._-], not starting with a dot"},
         help_text="id of the controller asking; kept with the VM and on the guest's labels, so each controller "
                   "collects only its own orphans (default: none, a VM made directly on the agent)")
+    network = serializers.RegexField(
+        rf"\A{NAME_PATTERN}\Z", required=False, max_length=128, trim_whitespace=False,
+        error_messages={"invalid": "must be 1-128 characters of [A-Za-z0-9._-], not starting with a dot"},
+        help_text="environment network (docs/networks.md): the VMs with the same network on this host share a "
+                  "private network and reach each other by hostname; omitted: no private network")
 
     def validate_ssh_keys(self, value):
         keys = []
@@ -85,7 +90,7 @@ class VmSerializer(serializers.ModelSerializer):
     class Meta:
         model = Vm
         fields = ["id", "image", "engine", "cpu", "mem", "disk", "ports", "port_map", "publish_addr",
-                  "deny_outgoing", "hostname", "controller", "state", "ip", "error", "created_at", "updated_at"]
+                  "deny_outgoing", "hostname", "controller", "network", "state", "ip", "error", "created_at", "updated_at"]
         read_only_fields = fields
 
     def get_port_map(self, vm) -> dict[str, int]:

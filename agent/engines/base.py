@@ -66,6 +66,8 @@ class GuestSpec:
     seed_path: Path | None = None  # cloud-init NoCloud ISO (volume id cidata)
     workdir: Path | None = None  # per-VM directory for logs, sockets, console output
     controller: str = ""  # id of the controller that asked for the guest, on its labels/metadata
+    network: str = ""  # the environment network the guest joins on this host ("": none, docs/networks.md)
+    private_ip: str = ""  # its address there, when the agent assigns it (qemu)
 
 
 class Engine(ABC):

@@ -5,11 +5,13 @@
   controller that asked for it.
 - ``nano_cpus`` and ``mem_limit`` from the spec; restart policy none; ports published as TCP on
   ``spec.publish_addr``.
-- deny_outgoing: iptables rules in the container's network namespace (``nsenter -t PID -n``): loopback and
-  ESTABLISHED/RELATED traffic pass, every other packet the container sends (new connections, UDP, ICMP) is
-  dropped, so published ports still answer. The rules are applied right after each start (the namespace is
-  new each time); the workload runs for a few milliseconds before them. ip6tables gets the same rules when
-  the namespace has IPv6. The agent must run as root for this (it does, to drive docker and libvirt).
+- Networks (docs/networks.md): ``spec.network`` joins the env's user-defined bridge network (hostname as
+  network alias, so the env's guests resolve it); without one, docker's default bridge as before.
+- deny_outgoing holds from the first packet: the namespace belongs to a network holder container
+  (agent/net/docker_net.py) that is started, and its namespace firewalled, before the guest's container
+  starts inside it (``network_mode=container:<holder>``). Loopback and ESTABLISHED/RELATED traffic pass (so
+  published ports answer), the env's peers too; everything else the guest sends is dropped. The holder owns
+  the hostname, the published ports and the network endpoint. The agent must run as root (nsenter).
 - SSH keys: written to ``/root/.ssh/authorized_keys`` in the container before it starts (through the archive
   API, no shell needed). Whether anything reads them depends on the image (ttstack/tiny has no sshd).
 """
@@ -19,13 +21,13 @@ from __future__ import annotations
 import io
 import logging
 import shutil
-import subprocess
 import tarfile
 import threading
 import time
 
 from agent.engines.base import MISSING, RUNNING, STOPPED, Engine, EngineError, GuestSpec, Image
 from agent.image_names import check_docker_ref, docker_ref
+from agent.net import docker_net
 
 log = logging.getLogger(__name__)
 
@@ -122,16 +124,18 @@ class DockerEngine(Engine):
         if spec.controller:
             labels[LABEL_CONTROLLER] = spec.controller
         api = self.client().api
+        if spec.deny_outgoing:
+            self._start_holder(spec, ports)
+        network_host_config, network_args = self._networking(spec, ports)
         # The low-level API: one call to create and one to start, as few round trips as `docker run`.
         host_config = api.create_host_config(
             nano_cpus=int(spec.cpu * 1_000_000_000),
             mem_limit=f"{int(spec.mem)}m",
-            port_bindings=ports,
             restart_policy={"Name": "no"},
+            **network_host_config,
         )
-        kwargs = dict(image=spec.image.extra.get("ref", spec.image.name), name=spec.name,
-                      hostname=_docker_hostname(spec.hostname or spec.vm_id), labels=labels,
-                      ports=[int(p.split("/")[0]) for p in ports], host_config=host_config, detach=True)
+        kwargs = dict(image=spec.image.extra.get("ref", spec.image.name), name=spec.name, labels=labels,
+                      host_config=host_config, detach=True, **network_args)
         try:
             try:
                 created = api.create_container(**kwargs)
@@ -152,8 +156,6 @@ class DockerEngine(Engine):
             api.start(container_id)
         except docker.errors.DockerException as exc:
             raise EngineError(f"docker could not start {spec.name}: {_explain(exc)}") from exc
-        if spec.deny_outgoing:
-            self._deny_outgoing(self.client().containers.get(container_id), spec)
 
     def start(self, spec: GuestSpec) -> None:
         container = self._container(spec)
@@ -166,12 +168,17 @@ class DockerEngine(Engine):
 
         try:
             container.reload()
-            if container.status not in RUNNING_STATES:
-                container.start()
+            if container.status in RUNNING_STATES:
+                return
+            joins_holder = _joins_holder(container)
+            if joins_holder:
+                self._start_holder(spec, None)
+            container.start()
         except docker.errors.DockerException as exc:
             raise EngineError(f"docker could not start {spec.name}: {_explain(exc)}") from exc
-        if spec.deny_outgoing:
-            self._deny_outgoing(container, spec)
+        if spec.deny_outgoing and not joins_holder:  # a container made before holders: rules just after start
+            container.reload()
+            docker_net.load_rules(_pid(container, spec), docker_net.deny_rules(), docker_net.deny_rules(ipv6=True))
 
     def stop(self, spec: GuestSpec, timeout: float = 30) -> None:
         import docker
@@ -182,6 +189,7 @@ class DockerEngine(Engine):
         try:
             # docker sends the stop signal, then SIGKILL after `timeout`.
             container.stop(timeout=max(0, int(timeout)))
+            self._stop_holder(spec)
         except docker.errors.NotFound:
             return
         except docker.errors.DockerException as exc:
@@ -194,6 +202,9 @@ class DockerEngine(Engine):
         container = self._container(spec)
         if container is not None:
             self._remove(container)
+        holder = self._holder(spec)
+        if holder is not None:
+            self._remove(holder)
 
     def _remove(self, container) -> None:
         import docker
@@ -231,6 +242,8 @@ class DockerEngine(Engine):
 
     def ip(self, spec: GuestSpec) -> str | None:
         container = self._container(spec)
+        if container is not None and _joins_holder(container):
+            container = self._holder(spec)
         if container is None:
             return None
         networks = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
@@ -289,32 +302,77 @@ class DockerEngine(Engine):
         except docker.errors.DockerException as exc:
             log.warning("docker: could not write SSH keys into %s: %s", container_id[:12], exc)
 
-    def _deny_outgoing(self, container, spec: GuestSpec) -> None:
-        container.reload()
-        pid = (container.attrs.get("State") or {}).get("Pid") or 0
-        if not pid:
-            raise EngineError(f"{spec.name} has no process to firewall (did it exit at once?)")
-        for tool, required in (("iptables", True), ("ip6tables", False)):
-            if not shutil.which(tool):
-                if required:
-                    raise EngineError(f"deny_outgoing needs {tool} on the agent host")
-                continue
-            rules = [
-                ["-F", "OUTPUT"],
-                ["-A", "OUTPUT", "-o", "lo", "-j", "ACCEPT"],
-                ["-A", "OUTPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
-                ["-A", "OUTPUT", "-j", "DROP"],
-            ]
-            for rule in rules:
-                argv = ["nsenter", "-t", str(pid), "-n", tool, "-w", *rule]
-                result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-                if result.returncode != 0:
-                    if not required:
-                        log.info("docker: %s in %s skipped: %s", tool, spec.name, result.stderr.strip())
-                        break
-                    raise EngineError(f"deny_outgoing for {spec.name} failed: {' '.join(argv)}: "
-                                      f"{result.stderr.strip()}")
+    # --------------------------------------------------------------------------- networks and holders
 
+    def _networking(self, spec: GuestSpec, ports: dict) -> tuple[dict, dict]:
+        """(host config, create arguments) putting the guest on its network: in its holder's namespace, or
+        on the env network (or docker's default bridge) with its hostname and published ports."""
+        if spec.deny_outgoing:
+            return {"network_mode": f"container:{docker_net.holder_name(spec.name)}"}, {}
+        return docker_net.endpoint(self.client().api, spec, ports, _docker_hostname(spec.hostname or spec.vm_id))
+
+    def _holder(self, spec: GuestSpec):
+        holder = self._get("containers", docker_net.holder_name(spec.name))
+        if holder is None or (holder.labels or {}).get(docker_net.HOLDER_LABEL_HOST) != spec.host_id:
+            return None
+        return holder
+
+    def _start_holder(self, spec: GuestSpec, ports: dict | None) -> None:
+        """The holder running, with the deny rules in its namespace. `ports` given: made anew (a create);
+        None: the existing one is started (a start), or made when it is missing."""
+        import docker
+
+        holder = self._holder(spec)
+        if holder is not None and ports is not None:
+            self._remove(holder)
+            holder = None
+        if holder is None:
+            if ports is None:
+                ports = {f"{g}/tcp": (spec.publish_addr, h) for g, h in spec.port_map.items()}
+            holder = self._create_holder(spec, ports)
+        try:
+            holder.reload()
+            if holder.status not in RUNNING_STATES:
+                holder.start()
+                holder.reload()
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"docker could not start the network holder of {spec.name}: {_explain(exc)}") from exc
+        subnet, gateway = "", ""
+        if spec.network:
+            net = docker_net.find_network(self.client(), spec.host_id, spec.network)
+            subnet, gateway = docker_net.subnet_and_gateway(net or {})
+        docker_net.load_rules(_pid(holder, spec), docker_net.deny_rules(subnet, gateway),
+                              docker_net.deny_rules(ipv6=True))
+
+    def _create_holder(self, spec: GuestSpec, ports: dict):
+        import docker
+
+        try:
+            return docker_net.create_holder(self.client(), spec, ports, _docker_hostname(spec.hostname or spec.vm_id))
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"docker could not create the network holder of {spec.name}: {_explain(exc)}") from exc
+
+    def _stop_holder(self, spec: GuestSpec) -> None:
+        """A stopped guest's holder stops too (it holds the published ports); a start starts it again."""
+        import docker
+
+        holder = self._holder(spec)
+        if holder is not None:
+            try:
+                holder.stop(timeout=0)  # it runs nothing worth waiting for
+            except docker.errors.NotFound:
+                pass
+
+
+def _joins_holder(container) -> bool:
+    return str((container.attrs.get("HostConfig") or {}).get("NetworkMode", "")).startswith("container:")
+
+
+def _pid(container, spec: GuestSpec) -> int:
+    pid = (container.attrs.get("State") or {}).get("Pid") or 0
+    if not pid:
+        raise EngineError(f"{spec.name} has no process to firewall (did it exit at once?)")
+    return pid
 
 def _docker_hostname(name: str) -> str:
     """Docker accepts up to 63 characters of [A-Za-z0-9.-]-ish text for a hostname; keep it valid."""

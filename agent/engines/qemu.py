@@ -278,6 +278,10 @@ class QemuEngine(Engine):
         dom = self._own_domain(spec)
         return MISSING if dom is None else self._state_of(dom)
 
+    def ip(self, spec: GuestSpec) -> str | None:
+        """The address the agent gave the guest on its environment network (user-mode NICs have none)."""
+        return spec.private_ip or None
+
     def list_guests(self) -> dict[str, str]:
         libvirt = self._libvirt()
         try:

@@ -6,6 +6,8 @@
 - Networking is QEMU user-mode (slirp) through ``<qemu:commandline>``: ``-netdev user`` with one ``hostfwd``
   per published port, ``restrict=on`` when outgoing traffic is denied (the guest then reaches nothing, but
   its forwarded ports answer), and a ``virtio-net-pci`` device at a fixed PCI slot far from libvirt's own.
+- On an environment network (``spec.network``), a second NIC: a libvirt tap on the env's bridge
+  (agent/net/qemu_net.py) in the last slot, so the user-mode NIC stays the guest's first (eth0).
 - Serial console on a pty, logged (appended) to a file in the VM's work dir.
 """
 
@@ -17,6 +19,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from agent.engines.base import EngineError, GuestSpec, Image
+from agent.net import names
 
 METADATA_NS = "https://ttstack.dev/xmlns/agent-vm/1"
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
@@ -25,6 +28,7 @@ ET.register_namespace("qemu", QEMU_NS)
 NETDEV_ID = "ttnet0"
 # PCI slot of the user-mode NIC on pc (i440fx) machines: libvirt hands out slots from the bottom up.
 NIC_PCI_SLOT = 0x1E
+ENV_NIC_PCI_SLOT = 0x1F
 
 
 def _meta(tag: str) -> str:
@@ -35,6 +39,21 @@ def mac_for(vm_id: str) -> str:
     """A stable locally administered MAC per VM (QEMU's 52:54:00 prefix)."""
     digest = hashlib.sha256(vm_id.encode()).digest()
     return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def env_mac_for(vm_id: str) -> str:
+    """The MAC of the NIC on the environment network (52:54:01: so it never equals the user-mode NIC's)."""
+    return "52:54:01:" + mac_for(vm_id)[9:]
+
+
+def _env_interface(devices: ET.Element, spec: GuestSpec) -> None:
+    interface = _sub(devices, "interface", type="bridge")
+    _sub(interface, "source", bridge=names.bridge(spec.host_id, "qemu", spec.network))
+    _sub(interface, "mac", address=env_mac_for(spec.vm_id))
+    _sub(interface, "model", type="virtio")
+    _sub(interface, "rom", enabled="no")
+    _sub(interface, "address", type="pci", domain="0x0000", bus="0x00", slot=f"{ENV_NIC_PCI_SLOT:#04x}",
+         function="0x0")
 
 
 def _hostfwd_addr(addr: str) -> str:
@@ -137,6 +156,8 @@ def domain_xml(spec: GuestSpec, *, domain_type: str, console_log: Path, machine:
     _sub(_sub(devices, "console", type="pty"), "target", type="serial", port="0")
     _sub(_sub(devices, "rng", model="virtio"), "backend", "/dev/urandom", model="random")
     _sub(devices, "memballoon", model="none")
+    if spec.network:
+        _env_interface(devices, spec)
     commandline = _sub(domain, f"{{{QEMU_NS}}}commandline")
     for arg in ("-netdev", netdev_arg(spec), "-device", nic_arg(spec)):
         _sub(commandline, f"{{{QEMU_NS}}}arg", value=arg)

@@ -64,7 +64,8 @@ class VmSerializer(RowSerializerMixin, serializers.ModelSerializer):
         read_only_fields = ["id", "index", "ip", "publish_addr", "error", "created_at", "updated_at"]
         extra_kwargs = {"id": {"help_text": "<env id>-<index>"},
                         "index": {"help_text": "position in the environment's `vms` list"},
-                        "ip": {"help_text": "the guest's address on its host"},
+                        "ip": {"help_text": "the guest's private address on its host: on the env's network "
+                                            "when it is isolated (docker, qemu), known once it is created"},
                         "publish_addr": {"help_text": "where the published ports are reached"}}
 
     def validate(self, attrs):
@@ -96,6 +97,10 @@ class EnvironmentSerializer(RowSerializerMixin, serializers.ModelSerializer):
     lifetime = serializers.IntegerField(min_value=0, max_value=conf.MAX_LIFETIME, required=False,
                                         allow_null=True, default=None,
                                         help_text="seconds; default 21600, 0 = never expires")
+    isolated_network = serializers.BooleanField(
+        default=True, help_text="true: the env's docker and qemu VMs on one host share a private network and "
+                                "reach each other by hostname, apart from other envs and the host's services; "
+                                "false: each VM alone on its engine's default network (docs/networks.md)")
     state = NamedChoiceField("EnvState", EnvState.choices, read_only=True)
     task = serializers.CharField(source="operation_id", read_only=True, allow_null=True,
                                  help_text="id of the task of the latest operation (create, stop, start, "
@@ -103,8 +108,8 @@ class EnvironmentSerializer(RowSerializerMixin, serializers.ModelSerializer):
 
     class Meta:
         model = Environment
-        fields = ["id", "owner", "state", "error", "lifetime", "expires_at", "created_at", "updated_at", "task",
-                  "ssh_keys", "vms"]
+        fields = ["id", "owner", "state", "error", "lifetime", "isolated_network", "expires_at", "created_at",
+                  "updated_at", "task", "ssh_keys", "vms"]
         read_only_fields = ["error", "expires_at", "created_at", "updated_at"]
         extra_kwargs = {"expires_at": {"help_text": "null when the environment never expires"}}
 

@@ -126,6 +126,8 @@ AGENT = Group("Agent (`ttstack agent`)", "VMs on this host: engines, storage, po
     V("TTSTACK_PUBLISH_ADDR", "AGENT_PUBLISH_ADDR", "string", "0.0.0.0",
       "host address guest ports are published on (the tests use 127.0.0.1)"),
     V("TTSTACK_PORT_RANGE", "AGENT_PORT_RANGE", "port range", (20000, 65535), "host ports handed to guests"),
+    V("TTSTACK_NETWORK_POOL", "AGENT_NETWORK_POOL", "string", "10.211.0.0/16",
+      "IPv4 range environment networks take their /24 subnets from (docs/networks.md)"),
     V("TTSTACK_DOCKER_URL", "AGENT_DOCKER_URL", "string", None, "docker daemon",
       default_doc="DOCKER_HOST, else the local socket"),
     V("TTSTACK_LIBVIRT_URI", "AGENT_LIBVIRT_URI", "string", "qemu:///system",
