@@ -48,7 +48,7 @@ def test_env_network_through_the_controller(role_server, agent):
     ctl = role_server("controller", env={"TTSTACK_CPU_OVERCOMMIT": "4"})  # two envs on a small host
     tag = uuid.uuid4().hex[:6]
     with ctl.client() as c:
-        assert c.post("/api/hosts", json={"addr": node.addr}).status_code == 201
+        assert c.post("/api/hosts", json={"addr": node.addr, "api_key": node.api_key}).status_code == 201
         env = make_env(c, f"ttw-iso-{tag}")
         assert env["isolated_network"] is True
         first, second = env["vms"]

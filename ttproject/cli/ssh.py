@@ -92,10 +92,13 @@ def scan_host_keys(endpoint: SshEndpoint, attempts: int = 5) -> list[tuple[str, 
                    f"{scan.stderr.strip()[-200:] or 'no answer'})")
 
 
-def pin_host_keys(known_hosts: Path, alias: str, endpoint: SshEndpoint) -> None:
-    """Write the keys the VM offers that match the controller's fingerprints under `alias`."""
+def pin_host_keys(known_hosts: Path, alias: str, endpoint: SshEndpoint,
+                  offered: list[tuple[str, str]] | None = None) -> None:
+    """Write the keys the VM offers (scanned now unless `offered` holds a scan already made) that match the
+    controller's fingerprints under `alias`."""
     wanted = set(endpoint.fingerprints)
-    keys = [f"{alias} {kind} {blob}" for kind, blob in scan_host_keys(endpoint) if fingerprint(blob) in wanted]
+    offered = scan_host_keys(endpoint) if offered is None else offered
+    keys = [f"{alias} {kind} {blob}" for kind, blob in offered if fingerprint(blob) in wanted]
     if not keys:
         raise CliError(f"the host key on {endpoint.host}:{endpoint.port} does not match the fingerprints the "
                        f"controller reports ({', '.join(sorted(wanted))}); not connecting")
