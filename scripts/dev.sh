@@ -136,7 +136,7 @@ elif [ "$MODE" = test ]; then
   done
   log "test suite (SQLite)"
   mkdir -p artifacts
-  pytest -p no:cacheprovider
+  pytest -p no:cacheprovider --durations=40
   log "database-sensitive tests on PostgreSQL"
   DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test pytest -p no:cacheprovider -m postgres
 fi
