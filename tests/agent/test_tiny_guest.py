@@ -22,6 +22,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+import yaml
 
 from agent.cloudinit import build_seed, meta_data, user_data, validate_ssh_key
 from agent.engines.base import MISSING, RUNNING, STOPPED, EngineError, GuestSpec, Image
@@ -224,7 +225,6 @@ def test_seed_iso(tmp_path, ssh_key):
     ud = files["user-data"]
     assert ud == user_data("web-1", [pub, odd])
     assert ud.startswith("#cloud-config\n") and "disable_root: false" in ud and "users:\n  - default" in ud
-    yaml = pytest.importorskip("yaml")
     doc = yaml.safe_load(ud)
     assert doc["ssh_authorized_keys"] == [pub, odd] and doc["hostname"] == "web-1"
     assert not list(tmp_path.glob(".seed-*"))  # built atomically, nothing left behind

@@ -11,7 +11,7 @@ from tests.agent.test_agent_qemu import qemu_agent  # noqa: F401 - the fixture: 
 from tests.conftest import wait_for
 from ttproject.cli.errors import CliError
 from ttproject.cli.output import parse_time
-from ttproject.cli.ssh import pin_host_keys
+from ttproject.cli.ssh import keyscan_keys, pin_host_keys
 from ttproject.cli.vms import SshEndpoint
 
 pytestmark = pytest.mark.timeout(900)
@@ -28,7 +28,7 @@ def check_pinning(tmp_path, port: int):
     assert fingerprints and all(f.startswith("SHA256:") for f in fingerprints)
     # the scan made above, not a new one: a slow TCG guest may not finish a second round of key exchanges in
     # time, and the client's own scan was exercised by `env ssh` (its alias is in known_hosts)
-    offered = [(parts[1], parts[2]) for line in scanned.splitlines() if len(parts := line.split()) >= 3]
+    offered = keyscan_keys(scanned)
     known = tmp_path / "known_hosts"
     pin_host_keys(known, "vm-a.1.ttstack", SshEndpoint("127.0.0.1", port, "root", True, fingerprints[:1]), offered)
     [line] = known.read_text().splitlines()

@@ -76,14 +76,19 @@ def fingerprint(blob_b64: str) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
+def keyscan_keys(output: str) -> list[tuple[str, str]]:
+    """(key type, base64 blob) of each key line of `ssh-keyscan`'s output."""
+    return [(parts[1], parts[2]) for line in output.splitlines()
+            if not line.startswith("#") and len(parts := line.split()) >= 3]
+
+
 def scan_host_keys(endpoint: SshEndpoint, attempts: int = 5) -> list[tuple[str, str]]:
     """(key type, base64 blob) of the keys offered on the port; a guest busy booting may not answer a
     first scan in time, so it is tried again."""
     for attempt in range(attempts):
         scan = subprocess.run(["ssh-keyscan", "-T", "30", "-p", str(endpoint.port), endpoint.host],
                               capture_output=True, text=True, timeout=120)
-        keys = [(parts[1], parts[2]) for line in scan.stdout.splitlines()
-                if not line.startswith("#") and len(parts := line.split()) >= 3]
+        keys = keyscan_keys(scan.stdout)
         if keys:
             return keys
         if attempt + 1 < attempts:
