@@ -11,8 +11,9 @@ from tests.agent.test_agent_qemu import qemu_agent  # noqa: F401 - the fixture: 
 from tests.conftest import wait_for
 from ttproject.cli.errors import CliError
 from ttproject.cli.output import parse_time
-from ttproject.cli.ssh import keyscan_keys, pin_host_keys
+from ttproject.cli.ssh import pin_host_keys
 from ttproject.cli.vms import SshEndpoint
+from ttproject.sshkeys import keyscan_keys
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -8,8 +8,6 @@ fingerprints, the key offered on the port is checked against them before it is t
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import shutil
 import socket
@@ -19,6 +17,8 @@ import time
 from pathlib import Path
 
 import click
+
+from ttproject.sshkeys import fingerprint, keyscan_keys
 
 from . import completion
 from .api import Api, segment
@@ -69,17 +69,6 @@ def wait_ready(api: Api, env_id: str, ref: str | None, timeout: float) -> tuple[
             click.echo(f"waiting for {vm_name(env_id, vm)} to answer SSH...", err=True)
             said = True
         time.sleep(1)
-
-
-def fingerprint(blob_b64: str) -> str:
-    digest = hashlib.sha256(base64.b64decode(blob_b64)).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def keyscan_keys(output: str) -> list[tuple[str, str]]:
-    """(key type, base64 blob) of each key line of `ssh-keyscan`'s output."""
-    return [(parts[1], parts[2]) for line in output.splitlines()
-            if not line.startswith("#") and len(parts := line.split()) >= 3]
 
 
 def scan_host_keys(endpoint: SshEndpoint, attempts: int = 5) -> list[tuple[str, str]]:
