@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
-from agent import conf, ports
+from agent import conf, ports, ssh_ready
 from agent import engines as registry
 from agent import net as networks
 from agent import storage as storages
@@ -93,21 +93,22 @@ def _existing(vm_id: str, params: dict) -> Vm | None:
 
 def create_vm(req: CreateRequest) -> CreateResult:
     vm_id = req.id or f"vm-{uuid.uuid4().hex[:12]}"
-    guest_ports = sorted(set(req.ports or []) | ({22} if req.engine in VM_ENGINES else set()))
-    if len(guest_ports) > MAX_PORTS_PER_VM:
-        message = f"at most {MAX_PORTS_PER_VM} ports per VM ({len(guest_ports)} with 22)"
-        raise errors.Invalid(f"ports: {message}", errors={"ports": [message]})
-    params = {"image": req.image, "engine": req.engine, "cpu": req.cpu, "mem": req.mem, "disk": req.disk,
-              "ports": guest_ports, "deny_outgoing": req.deny_outgoing, "hostname": req.hostname or vm_id,
-              "ssh_keys": list(req.ssh_keys or []), "controller": req.controller,
-              "network": req.network}
     with _vm_lock(vm_id):
+        # The engine and image first: the image may add ports (an sshd image publishes 22 on docker too).
+        engine = registry.available(req.engine)
+        image = resolve_image(req.image, engine)
+        guest_ports = sorted(set(req.ports or []) | engine.implied_ports(image))
+        if len(guest_ports) > MAX_PORTS_PER_VM:
+            message = f"at most {MAX_PORTS_PER_VM} ports per VM ({len(guest_ports)} with 22)"
+            raise errors.Invalid(f"ports: {message}", errors={"ports": [message]})
+        params = {"image": req.image, "engine": req.engine, "cpu": req.cpu, "mem": req.mem, "disk": req.disk,
+                  "ports": guest_ports, "deny_outgoing": req.deny_outgoing, "hostname": req.hostname or vm_id,
+                  "ssh_keys": list(req.ssh_keys or []), "controller": req.controller,
+                  "network": req.network}
         existing = _existing(vm_id, params)
         if existing is not None:
             return CreateResult(existing, created=False)
-        engine = registry.available(req.engine)
         networks.check_engine(req.network, req.engine)
-        image = resolve_image(req.image, engine)
         check_capacity(req.cpu, req.mem, req.disk)
         addr = conf.publish_addr()
         try:
@@ -152,6 +153,7 @@ def _bring_up(vm: Vm, engine: Engine, image: Image) -> CreateResult:
     # The private address in the create's answer: the engine's (docker: one inspect), else the assigned one.
     vm.ip = guest_ip(engine, spec) or vm.ip
     vm.save(update_fields=["state", "ip", "updated_at"])
+    ssh_ready.watch(vm)
     return CreateResult(vm, created=True)
 
 
@@ -246,7 +248,9 @@ def _power(vm_id: str, verb: str, doing: str, act) -> Vm:
 
 
 def stop_vm(vm_id: str) -> Vm:
-    return _power(vm_id, "stop", "stopping", lambda engine, spec: engine.stop(spec, timeout=conf.stop_timeout()))
+    vm = _power(vm_id, "stop", "stopping", lambda engine, spec: engine.stop(spec, timeout=conf.stop_timeout()))
+    ssh_ready.not_ready(vm)
+    return vm
 
 
 def _start(engine: Engine, spec: GuestSpec) -> None:
@@ -255,4 +259,19 @@ def _start(engine: Engine, spec: GuestSpec) -> None:
 
 
 def start_vm(vm_id: str) -> Vm:
-    return _power(vm_id, "start", "starting", _start)
+    """Start the guest; it is `ssh.ready` again once it answers SSH again (agent/ssh_ready.py)."""
+    vm = _power(vm_id, "start", "starting", _start)
+    ssh_ready.not_ready(vm)
+    ssh_ready.watch(vm)
+    return vm
+
+
+def console_tail(vm_id: str, lines: int) -> dict:
+    """The last `lines` lines of the VM's serial console (VM engines) or its container's output (docker)."""
+    vm = get_vm(vm_id)
+    engine = registry.get(vm.engine)
+    try:
+        source, text = engine.console_tail(spec_without_image(vm, engine), lines)
+    except EngineError as exc:
+        raise errors.UpstreamFailed(f"reading the console of VM {vm_id} failed: {exc}") from exc
+    return {"id": vm.id, "source": source, "lines": lines, "text": text}

@@ -151,6 +151,16 @@ class AgentClient:
         response = self._call("POST", "/api/vms", json=body, ok=(200, 201), timeout=conf.AGENT_CREATE_TIMEOUT)
         return self._json(response, "POST /api/vms")
 
+    def get_vm(self, vm_id: str) -> dict:
+        return self._json(self._call("GET", f"/api/vms/{vm_id}"), "GET /api/vms/{id}")
+
+    def console(self, vm_id: str, lines: int) -> dict:
+        """The agent's GET /api/vms/{id}/console: {id, source, lines, text}."""
+        data = self._json(self._call("GET", f"/api/vms/{vm_id}/console", params={"lines": lines}), "console")
+        if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+            raise AgentError(f"agent {self.addr}: the console of {vm_id} is not a ttstack console reply")
+        return data
+
     def delete_vm(self, vm_id: str) -> bool:
         """True when the VM is gone (deleted now or unknown to the agent already)."""
         self._call("DELETE", f"/api/vms/{vm_id}", ok=(200, 202, 204, 404), timeout=conf.AGENT_CREATE_TIMEOUT)

@@ -20,6 +20,7 @@ from . import conf
 from .agent_client import AgentClient, AgentError, parallel
 from .choices import EnvState, VmState
 from .models import Environment, Vm, derive_env_state
+from .readiness import await_ready
 from .teardown import destroy_vm, finish_delete
 from .transitions import finish, is_current, wait_for_superseded
 
@@ -56,8 +57,7 @@ def _create_one(env: Environment, vm: Vm, ctx) -> str | None:
         ctx.log(f"VM {vm.id} on {vm.host.addr} failed: {exc}")
         return str(exc)
     vm.apply_agent(data)
-    vm.write(state=vm.state if vm.state != VmState.CREATING else VmState.RUNNING, ip=vm.ip,
-               port_map=vm.port_map, publish_addr=vm.publish_addr, error=vm.error)
+    vm.write(state=vm.state if vm.state != VmState.CREATING else VmState.RUNNING, error=vm.error, **vm.reported())
     ctx.log(f"VM {vm.id} on {vm.host.addr}: {vm.state} {vm.port_map} ({time.monotonic() - started:.2f} s)")
     if vm.state == VmState.FAILED:
         vm.write(doomed=True)
@@ -77,6 +77,8 @@ def env_create(ctx):
     ctx.log(f"creating {len(vms)} VM(s) on {len({vm.host_id for vm in vms})} host(s)")
     errors = parallel(lambda vm: _create_one(env, vm, ctx), vms)
     failed = {vm.id: err for vm, err in zip(vms, errors, strict=True) if err}
+    if not failed:  # created: active once every VM answers SSH / has its ports published
+        failed = await_ready(vms, lambda: is_current(env.id, ctx.id), ctx.log)
     if not is_current(env.id, ctx.id):
         ctx.log("the environment was deleted while being created; the delete job removes the rest")
         return {"env": env.id, "cancelled": True}
@@ -90,8 +92,7 @@ def env_create(ctx):
     ctx.log(f"rolling back {len(vms)} VM(s): {summary}")
     Vm.objects.filter(env=env).update(doomed=True)
     for vm in vms:
-        if vm.id not in failed:
-            vm.write(error=f"rolled back because VM {first} failed")
+        vm.write(error=failed.get(vm.id) or f"rolled back because VM {first} failed")
     pending = [vm for vm in vms if not vm.gone]
     confirmed = parallel(destroy_vm, pending)
     left = [vm.id for vm, ok in zip(pending, confirmed, strict=True) if not ok]
@@ -151,14 +152,17 @@ def _power(ctx, action: str):
             vm.write(error=str(exc))
             return str(exc)
         vm.apply_agent(data)
-        vm.write(state=vm.state, ip=vm.ip, port_map=vm.port_map, publish_addr=vm.publish_addr,
-                   error="" if vm.state != VmState.FAILED else vm.error)
+        vm.write(state=vm.state, error="" if vm.state != VmState.FAILED else vm.error, **vm.reported())
         return None
 
     errors = parallel(one, vms)
     failed = {vm.id: err for vm, err in zip(vms, errors, strict=True) if err}
+    not_ready = {}
+    if action == "start" and not failed:
+        not_ready = await_ready(vms, lambda: is_current(env.id, ctx.id), ctx.log)
+        failed.update(not_ready)
     states = list(env.vms.filter(gone=False).values_list("state", flat=True))
-    new = derive_env_state(states, EnvState.ACTIVE)
+    new = EnvState.FAILED if not_ready else derive_env_state(states, EnvState.ACTIVE)
     finish(env, action, new, error="; ".join(f"{k}: {v}" for k, v in failed.items()))
     if failed:
         raise TaskFailed(f"{action} failed for {len(failed)} VM(s)", result={"env": env.id, "errors": failed})

@@ -122,11 +122,10 @@ class Heartbeat:
                     log.warning("VM %s of %s lost by agent %s: marked failed", vm.id, vm.env_id, host.addr)
                     touched.add(vm.env_id)
                 continue
-            before = (vm.state, vm.ip, vm.port_map, vm.publish_addr)
+            before = (vm.state, vm.reported())
             vm.apply_agent(seen)
-            if (vm.state, vm.ip, vm.port_map, vm.publish_addr) != before and row.update(
-                    state=vm.state, ip=vm.ip, port_map=vm.port_map, publish_addr=vm.publish_addr,
-                    error=vm.error, updated_at=timezone.now()):
+            if (vm.state, vm.reported()) != before and row.update(
+                    state=vm.state, error=vm.error, updated_at=timezone.now(), **vm.reported()):
                 touched.add(vm.env_id)
         for env_id in touched:
             states = list(Vm.objects.filter(env_id=env_id).exclude(state=VmState.DELETED)

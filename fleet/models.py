@@ -1,8 +1,11 @@
 """Hosts (agents), environments and their VMs. The Task model is the foundation's (ttproject.tasks)."""
 
+from datetime import datetime
+
 from django.db import models
 from django.db.models import Case, F, IntegerField, Q, Sum, Value, When
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from ttproject.vocabulary import ENGINES_WITH_NETWORKS
 
@@ -151,6 +154,11 @@ class Vm(models.Model):
     port_map = models.JSONField(default=dict, blank=True)
     publish_addr = models.CharField(max_length=255, blank=True, default="")
     error = models.TextField(blank=True, default="")
+    # As the agent reports it (its `ssh`): a banner and host keys seen on the published port 22; null: the
+    # agent reports no readiness (an older agent) or the VM has no port 22.
+    ssh_ready = models.BooleanField(null=True, default=None)
+    ssh_ready_at = models.DateTimeField(null=True, blank=True)
+    host_key_fingerprints = models.JSONField(default=list, blank=True)
     # doomed: must be destroyed on its agent; gone: the agent confirmed it is not there (or never was).
     doomed = models.BooleanField(default=False, db_index=True)
     gone = models.BooleanField(default=False, db_index=True)
@@ -183,6 +191,12 @@ class Vm(models.Model):
             body["network"] = network
         return body
 
+    def reported(self) -> dict:
+        """The fields `apply_agent` sets besides state and error: what to write after it."""
+        return {"ip": self.ip, "port_map": self.port_map, "publish_addr": self.publish_addr,
+                "ssh_ready": self.ssh_ready, "ssh_ready_at": self.ssh_ready_at,
+                "host_key_fingerprints": self.host_key_fingerprints}
+
     def apply_agent(self, data: dict):
         """Copy an agent's VM JSON onto the row (not saved)."""
         state = data.get("state")
@@ -191,8 +205,20 @@ class Vm(models.Model):
         self.ip = str(data.get("ip") or "")[:64]
         self.port_map = {str(k): int(v) for k, v in (data.get("port_map") or {}).items()}
         self.publish_addr = str(data.get("publish_addr") or "")[:255]
+        ssh = data.get("ssh") if isinstance(data.get("ssh"), dict) else {}
+        self.ssh_ready = bool(ssh.get("ready")) if "ready" in ssh else None
+        self.ssh_ready_at = _when(ssh.get("ready_at")) if self.ssh_ready else None
+        prints = ssh.get("host_key_fingerprints")
+        self.host_key_fingerprints = [str(p)[:100] for p in prints[:20]] if isinstance(prints, list) else []
         if state == VmState.FAILED:
             self.error = str(data.get("error") or "the agent reports the VM failed")
+
+
+def _when(value) -> datetime | None:
+    try:
+        return parse_datetime(str(value or ""))
+    except ValueError:
+        return None
 
 
 class ControllerIdentity(models.Model):

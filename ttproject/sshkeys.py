@@ -1,7 +1,8 @@
-"""SSH host keys as `ssh-keyscan` prints them and as `ssh-keygen -l` names them (SHA256 fingerprints).
+"""SSH host keys as `ssh-keyscan` prints them and as `ssh-keygen -l` names them (SHA256 fingerprints), and
+where a published SSH port is reached.
 
-Shared by the client (pinning a VM's host key) and the agent (the readiness watcher reports the fingerprints
-of the keys a guest offers), so both read ssh-keyscan's output the same way.
+Shared by the client (pinning a VM's host key), the agent (its readiness watcher reports the fingerprints of
+the keys a guest offers) and the controller (the `ssh` of its VMs), so all three read them the same way.
 """
 
 from __future__ import annotations
@@ -20,3 +21,21 @@ def keyscan_keys(output: str) -> list[tuple[str, str]]:
     """(key type, base64 blob) of each key line of `ssh-keyscan`'s output."""
     return [(parts[1], parts[2]) for line in output.splitlines()
             if not line.startswith("#") and len(parts := line.split()) >= 3]
+
+
+# Publish addresses meaning "every address of the host": connect to the host itself instead.
+UNSPECIFIED_ADDRS = ("", "0.0.0.0", "::", "[::]")
+
+
+def host_of(addr: str | None) -> str:
+    """The host part of `host:port`, `[v6]:port` or `http://host:port`."""
+    if not addr:
+        return ""
+    addr = addr.split("://", 1)[-1].rstrip("/")
+    host = addr.rsplit(":", 1)[0] if addr.count(":") == 1 or addr.startswith("[") else addr
+    return host.strip("[]")
+
+
+def connect_host(publish_addr: str, host_addr: str | None) -> str:
+    """Where a port published on `publish_addr` by the agent at `host_addr` is reached."""
+    return publish_addr if publish_addr not in UNSPECIFIED_ADDRS else host_of(host_addr)

@@ -46,6 +46,15 @@ def default_data_dir() -> Path:
     return Path("/var/lib/ttstack") if os.geteuid() == 0 else Path.home() / ".ttstack"
 
 
+# Disk reserved for a VM whose request names none: the VM engines' own disk; docker nothing (TTstack
+# reserves no disk for containers; their writes go to the daemon's storage, uncapped).
+DEFAULT_DISK_MIB = 40960
+
+
+def default_disk(engine: str) -> int:
+    return 0 if engine == "docker" else DEFAULT_DISK_MIB
+
+
 def too_little_mem(engine: str, mem: int) -> str | None:
     """Why `mem` MiB is refused for a VM of `engine` (the controller and the agent say the same), or None."""
     if mem < MIN_MEM_MIB:

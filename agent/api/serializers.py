@@ -5,12 +5,14 @@ one RFC 1123 label; cpu >= 1, disk >= 1 MiB, mem >= MIN_MEM_MIB (MIN_VM_MEM_MIB 
 boot a kernel; both in ttproject.vocabulary, which the controller checks too).
 """
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agent.cloudinit import validate_ssh_key
 from agent.models import Vm
 from ttproject.exposure import AUTH_HELP, AUTH_MODES
 from ttproject.vocabulary import (
+    DEFAULT_DISK_MIB,
     ENGINES,
     HOSTNAME_PATTERN,
     MAX_PORTS_PER_VM,
@@ -19,10 +21,13 @@ from ttproject.vocabulary import (
     MIN_VM_MEM_MIB,
     NAME_PATTERN,
     VM_ENGINES,
+    default_disk,
     too_little_mem,
 )
 
 MAX_INT = 2**31 - 1  # what the database's integer columns hold
+SSH_USER = "root"  # the env's keys log in as root on every engine (and as the image's default user)
+DEFAULT_CONSOLE_LINES, MAX_CONSOLE_LINES = 100, 5000
 
 
 class CreateVmSerializer(serializers.Serializer):
@@ -38,7 +43,9 @@ class CreateVmSerializer(serializers.Serializer):
         default=1024, min_value=MIN_MEM_MIB, max_value=MAX_INT,
         error_messages={"min_value": MIN_MEM_MESSAGE},
         help_text=f"MiB; at least {MIN_VM_MEM_MIB} for {', '.join(VM_ENGINES)}")
-    disk = serializers.IntegerField(default=40960, min_value=1, max_value=MAX_INT, help_text="MiB")
+    disk = serializers.IntegerField(required=False, min_value=1, max_value=MAX_INT,
+                                    help_text=f"MiB reserved; default {DEFAULT_DISK_MIB} for the VM engines, "
+                                              "none for docker (a container's writes are not capped)")
     ports = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=65535), default=list,
                                   max_length=MAX_PORTS_PER_VM,
                                   help_text=f"guest ports; 22 is added for {', '.join(VM_ENGINES)}")
@@ -74,6 +81,7 @@ class CreateVmSerializer(serializers.Serializer):
         refused = too_little_mem(attrs["engine"], attrs["mem"])
         if refused:
             raise serializers.ValidationError({"mem": [refused]})
+        attrs.setdefault("disk", default_disk(attrs["engine"]))
         return attrs
 
     def to_internal_value(self, data):
@@ -83,18 +91,59 @@ class CreateVmSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class SshSerializer(serializers.Serializer):
+    """Where a VM's SSH is and whether it answers (agent/ssh_ready.py); null for a VM without guest port 22."""
+
+    host = serializers.CharField(help_text="address the port is published on (0.0.0.0: any of the host's)")
+    port = serializers.IntegerField(help_text="published host port of guest port 22")
+    user = serializers.CharField(help_text="user the env's keys log in as")
+    host_key_fingerprints = serializers.ListField(child=serializers.CharField(),
+                                                  help_text="SHA256 fingerprints of the guest's host keys, as "
+                                                            "`ssh-keygen -l` prints them")
+    ready = serializers.BooleanField(help_text="the port sent an SSH banner and host keys since the VM started")
+    ready_at = serializers.DateTimeField(allow_null=True)
+
+
+def ssh_of(vm) -> dict | None:
+    port = (vm.port_map or {}).get("22")
+    if not port:
+        return None
+    return {"host": vm.publish_addr, "port": int(port), "user": SSH_USER,
+            "host_key_fingerprints": list(vm.host_key_fingerprints or []), "ready": vm.ssh_ready,
+            "ready_at": serializers.DateTimeField().to_representation(vm.ssh_ready_at) if vm.ssh_ready_at else None}
+
+
 class VmSerializer(serializers.ModelSerializer):
     port_map = serializers.SerializerMethodField()
     ports = serializers.ListField(child=serializers.IntegerField())
+    ssh = serializers.SerializerMethodField()
 
     class Meta:
         model = Vm
         fields = ["id", "image", "engine", "cpu", "mem", "disk", "ports", "port_map", "publish_addr",
-                  "deny_outgoing", "hostname", "controller", "network", "state", "ip", "error", "created_at", "updated_at"]
+                  "deny_outgoing", "hostname", "controller", "network", "state", "ip", "error", "ssh", "created_at",
+                  "updated_at"]
         read_only_fields = fields
 
     def get_port_map(self, vm) -> dict[str, int]:
         return {str(g): int(h) for g, h in sorted((vm.port_map or {}).items(), key=lambda kv: int(kv[0]))}
+
+    @extend_schema_field(SshSerializer(allow_null=True))
+    def get_ssh(self, vm) -> dict | None:
+        return ssh_of(vm)
+
+
+class ConsoleSerializer(serializers.Serializer):
+    """The tail of a VM's console: the serial console's log (VM engines) or the container's output (docker)."""
+
+    id = serializers.CharField()
+    source = serializers.CharField(help_text="console.log or docker logs")
+    lines = serializers.IntegerField(help_text="at most this many lines, the last ones")
+    text = serializers.CharField(allow_blank=True)
+
+
+class ConsoleQuerySerializer(serializers.Serializer):
+    lines = serializers.IntegerField(min_value=1, max_value=MAX_CONSOLE_LINES, default=DEFAULT_CONSOLE_LINES)
 
 
 class ImageSerializer(serializers.Serializer):

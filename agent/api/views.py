@@ -6,8 +6,10 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
-from agent import guest_state, hostinfo, image_lookup, lifecycle
+from agent import guest_state, hostinfo, image_lookup, lifecycle, ssh_ready
 from agent.api.serializers import (
+    ConsoleQuerySerializer,
+    ConsoleSerializer,
     CreateFailedSerializer,
     CreateVmSerializer,
     ImageSerializer,
@@ -53,6 +55,7 @@ class VmViewSet(viewsets.ViewSet):
     @extend_schema(responses={200: VmSerializer(many=True), **errors()})
     def list(self, request):
         vms = guest_state.refresh_all(list(Vm.objects.all()))
+        ssh_ready.ensure_watching(vms)
         return Response(VmSerializer(vms, many=True).data)
 
     @extend_schema(request=CreateVmSerializer, responses={
@@ -73,7 +76,17 @@ class VmViewSet(viewsets.ViewSet):
 
     @extend_schema(responses={200: VmSerializer, **errors(404)})
     def retrieve(self, request, pk=None):
-        return Response(VmSerializer(guest_state.refresh(lifecycle.get_vm(pk))).data)
+        vm = guest_state.refresh(lifecycle.get_vm(pk))
+        ssh_ready.ensure_watching([vm])
+        return Response(VmSerializer(vm).data)
+
+    @extend_schema(parameters=[ConsoleQuerySerializer], responses={200: ConsoleSerializer, **errors(400, 404, 502)})
+    @action(detail=True, methods=["get"])
+    def console(self, request, pk=None):
+        """The tail of the VM's serial console (qemu's log file) or of its container's output (docker logs)."""
+        query = ConsoleQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(ConsoleSerializer(lifecycle.console_tail(pk, query.validated_data["lines"])).data)
 
     @extend_schema(responses={204: None, **errors(404, 502)})
     def destroy(self, request, pk=None):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent.image_names import check_name
 from ttproject import errors
+from ttproject.vocabulary import VM_ENGINES
 
 
 class EngineError(errors.UpstreamFailed):
@@ -22,6 +23,27 @@ class EngineError(errors.UpstreamFailed):
 class EngineUnavailable(EngineError, errors.Refused):
     """The engine does not work on this host (binary, device or functional probe failed): the request is
     refused (422), not an engine failure."""
+
+
+SSH_PORT = 22
+CONSOLE_LOG = "console.log"
+TAIL_BYTES = 256 * 1024  # what a console tail reads at most from the end of a log
+
+
+def tail_lines(path: Path, lines: int) -> str:
+    """The last `lines` lines of a text file (its last TAIL_BYTES at most); "" when it does not exist."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - TAIL_BYTES))
+            data = fh.read()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise EngineError(f"cannot read {path.name}: {exc}") from exc
+    text = data.decode(errors="replace")
+    return "".join(text.splitlines(keepends=True)[-lines:])
 
 
 # Guest states as the agent reports them.
@@ -113,6 +135,17 @@ class Engine(ABC):
 
     def ip(self, spec: GuestSpec) -> str | None:
         return None
+
+    def implied_ports(self, image: Image) -> set[int]:
+        """Guest ports every VM of this engine publishes with this image: 22 on the VM engines (sshd and
+        the seed's keys are part of their contract)."""
+        return {SSH_PORT} if self.name in VM_ENGINES else set()
+
+    def console_tail(self, spec: GuestSpec, lines: int) -> tuple[str, str]:
+        """(where it comes from, its last `lines` lines) of the guest's console: the serial console's log
+        in the VM's work dir (qemu appends it there), "" when there is none yet."""
+        path = Path(spec.workdir or "") / CONSOLE_LOG
+        return CONSOLE_LOG, tail_lines(path, lines)
 
     def can_boot(self, image: Image) -> bool:
         return image.engine_kind == self.image_kind

@@ -12,19 +12,17 @@
   starts inside it (``network_mode=container:<holder>``). Loopback and ESTABLISHED/RELATED traffic pass (so
   published ports answer), the env's peers too; everything else the guest sends is dropped. The holder owns
   the hostname, the published ports and the network endpoint. The agent must run as root (nsenter).
-- SSH keys: written to ``/root/.ssh/authorized_keys`` in the container before it starts (through the archive
-  API, no shell needed). Whether anything reads them depends on the image (ttstack/tiny has no sshd).
+- SSH: images labelled as running sshd publish port 22 and get the env's keys in a read-only file
+  (agent/engines/docker_ssh.py); others get the keys written into the container before it starts.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
-import tarfile
 import threading
-import time
 
+from agent.engines import docker_ssh
 from agent.engines.base import MISSING, RUNNING, STOPPED, Engine, EngineError, GuestSpec, Image
 from agent.image_names import check_docker_ref, docker_ref
 from agent.net import docker_net
@@ -35,6 +33,7 @@ LABEL_HOST = "ttstack.host_id"
 LABEL_VM = "ttstack.vm_id"
 LABEL_CONTROLLER = "ttstack.controller"  # the controller that asked for it (absent: made on the agent directly)
 RUNNING_STATES = {"running", "restarting"}
+
 
 
 class DockerEngine(Engine):
@@ -128,10 +127,13 @@ class DockerEngine(Engine):
             self._start_holder(spec, ports)
         network_host_config, network_args = self._networking(spec, ports)
         # The low-level API: one call to create and one to start, as few round trips as `docker run`.
+        keys_at = docker_ssh.keys_path(spec.image)
+        binds = docker_ssh.keys_bind(spec, keys_at) if keys_at else {}
         host_config = api.create_host_config(
             nano_cpus=int(spec.cpu * 1_000_000_000),
             mem_limit=f"{int(spec.mem)}m",
             restart_policy={"Name": "no"},
+            **({"binds": binds} if binds else {}),
             **network_host_config,
         )
         kwargs = dict(image=spec.image.extra.get("ref", spec.image.name), name=spec.name, labels=labels,
@@ -150,8 +152,8 @@ class DockerEngine(Engine):
         except docker.errors.DockerException as exc:
             raise EngineError(f"docker could not create {spec.name}: {_explain(exc)}") from exc
         container_id = created["Id"]
-        if spec.ssh_keys:
-            self._put_ssh_keys(container_id, spec.ssh_keys)
+        if spec.ssh_keys and not keys_at:
+            docker_ssh.put_ssh_keys(api, container_id, spec.ssh_keys)
         try:
             api.start(container_id)
         except docker.errors.DockerException as exc:
@@ -240,6 +242,20 @@ class DockerEngine(Engine):
                 found[vm_id] = RUNNING if attrs.get("State") in RUNNING_STATES else STOPPED
         return found
 
+    def implied_ports(self, image: Image) -> set[int]:
+        return docker_ssh.ssh_ports(image)
+
+    def console_tail(self, spec: GuestSpec, lines: int) -> tuple[str, str]:
+        import docker
+
+        container = self._container(spec)
+        if container is None:
+            return "docker logs", ""
+        try:
+            return "docker logs", container.logs(tail=lines).decode(errors="replace")
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"docker logs {spec.name}: {_explain(exc)}") from exc
+
     def ip(self, spec: GuestSpec) -> str | None:
         container = self._container(spec)
         if container is not None and _joins_holder(container):
@@ -263,10 +279,11 @@ class DockerEngine(Engine):
         for image in found:
             for tag in image.tags:
                 config = image.attrs.get("Config") or {}
+                labels = config.get("Labels") or {}
                 images.append(Image(
                     name=tag, engine_kind=self.image_kind, disk_format="docker", size=int(image.attrs.get("Size") or 0),
-                    extra={"ref": tag, "id": image.id,
-                           "description": (config.get("Labels") or {}).get("org.opencontainers.image.description")
+                    extra={"ref": tag, "id": image.id, "labels": labels,
+                           "description": labels.get("org.opencontainers.image.description")
                            or f"docker image {tag}"},
                 ))
         return images
@@ -278,29 +295,7 @@ class DockerEngine(Engine):
         if image is None:
             return None
         return Image(name=ref, engine_kind=self.image_kind, disk_format="docker", size=int(image.attrs.get("Size") or 0),
-                     extra={"ref": ref, "id": image.id})
-
-    # ------------------------------------------------------------------------------------------ helpers
-
-    def _put_ssh_keys(self, container_id: str, keys: list[str]) -> None:
-        """Best effort: /root/.ssh/authorized_keys inside the container (images without sshd ignore it)."""
-        import docker
-
-        data = ("\n".join(keys) + "\n").encode()
-        buf = io.BytesIO()
-        now = time.time()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            for path, mode in (("root", 0o700), ("root/.ssh", 0o700)):
-                info = tarfile.TarInfo(path)
-                info.type, info.mode, info.mtime = tarfile.DIRTYPE, mode, now
-                tar.addfile(info)
-            info = tarfile.TarInfo("root/.ssh/authorized_keys")
-            info.size, info.mode, info.mtime = len(data), 0o600, now
-            tar.addfile(info, io.BytesIO(data))
-        try:
-            self.client().api.put_archive(container_id, "/", buf.getvalue())
-        except docker.errors.DockerException as exc:
-            log.warning("docker: could not write SSH keys into %s: %s", container_id[:12], exc)
+                     extra={"ref": ref, "id": image.id, "labels": (image.attrs.get("Config") or {}).get("Labels") or {}})
 
     # --------------------------------------------------------------------------- networks and holders
 

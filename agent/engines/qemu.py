@@ -15,15 +15,23 @@ from pathlib import Path
 
 from agent import procutil
 from agent.engines import probes, qemu_access, qemu_xml
-from agent.engines.base import MISSING, RUNNING, STOPPED, Engine, EngineError, EngineUnavailable, GuestSpec
+from agent.engines.base import (
+    CONSOLE_LOG,
+    MISSING,
+    RUNNING,
+    STOPPED,
+    Engine,
+    EngineError,
+    EngineUnavailable,
+    GuestSpec,
+    tail_lines,
+)
 
 # Re-exported: tests/agent/test_tiny_guest.py imports them from here.
 from agent.engines.probes import boot_kernel, kvm_works  # noqa: F401
 from agent.engines.qemu_xml import netdev_arg  # noqa: F401
 
 log = logging.getLogger(__name__)
-
-CONSOLE_LOG = "console.log"
 BUTTON_EVERY = 5.0  # seconds between ACPI power-button presses while a stop waits
 
 
@@ -146,6 +154,9 @@ class QemuEngine(Engine):
 
     def console_log(self, spec: GuestSpec) -> Path:
         return self._workdir(spec) / CONSOLE_LOG
+
+    def console_tail(self, spec: GuestSpec, lines: int) -> tuple[str, str]:
+        return CONSOLE_LOG, tail_lines(self.console_log(spec), lines)
 
     def _workdir(self, spec: GuestSpec) -> Path:
         if spec.workdir:

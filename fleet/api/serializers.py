@@ -9,10 +9,17 @@ EnvironmentRequest is the contract's CreateEnvReq, VmRequest its VmSpec.
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
-from agent.api.serializers import ImageSerializer, ResourcesSerializer  # relayed from the agents
+from agent.api.serializers import (  # relayed from the agents
+    SSH_USER,
+    ImageSerializer,
+    ResourcesSerializer,
+    SshSerializer,
+)
 from ttproject.api.schema import error_responses
 from ttproject.exposure import AUTH_HELP, AUTH_MODES
+from ttproject.sshkeys import connect_host
 from ttproject.vocabulary import (
+    DEFAULT_DISK_MIB,
     DEFAULT_ENGINE,
     ENGINES,
     MAX_PORTS_PER_VM,
@@ -20,6 +27,7 @@ from ttproject.vocabulary import (
     MIN_MEM_MIB,
     MIN_VM_MEM_MIB,
     VM_ENGINES,
+    default_disk,
     too_little_mem,
 )
 
@@ -29,6 +37,28 @@ from ..models import Environment, Host, Vm
 from ..validators import ADDR, API_KEY, ENV_ID, HOSTNAME, IMAGE, validate_ssh_key
 from .fields import NamedChoiceField
 from .rows import RowSerializerMixin
+
+
+class VmSshSerializer(RowSerializerMixin, SshSerializer):
+    """Where the VM's SSH is and whether it answers (docs/readiness.md); null for a VM without port 22."""
+
+    host = serializers.CharField(help_text="address to connect to: the published address, or the host's "
+                                           "when the ports are published on all its addresses")
+    ready = serializers.BooleanField(allow_null=True, help_text="its agent saw an SSH banner and host keys on the "
+                                                                "port since the VM started; null: the agent "
+                                                                "reports no readiness")
+
+    @classmethod
+    def row_fields(cls) -> tuple[str, ...]:
+        return ("publish_addr", "host__addr", "port_map", "ssh_ready", "ssh_ready_at", "host_key_fingerprints")
+
+    def to_representation(self, row: dict) -> dict | None:
+        port = (row["port_map"] or {}).get("22")
+        if not port:
+            return None
+        return {"host": connect_host(row["publish_addr"], row["host__addr"]), "port": int(port), "user": SSH_USER,
+                "host_key_fingerprints": list(row["host_key_fingerprints"] or []), "ready": row["ssh_ready"],
+                "ready_at": row["ssh_ready_at"]}
 
 
 class VmSerializer(RowSerializerMixin, serializers.ModelSerializer):
@@ -45,7 +75,9 @@ class VmSerializer(RowSerializerMixin, serializers.ModelSerializer):
     mem = serializers.IntegerField(min_value=MIN_MEM_MIB, max_value=conf.MAX_MEM, default=1024,
                                    error_messages={"min_value": MIN_MEM_MESSAGE},
                                    help_text=f"MiB; at least {MIN_VM_MEM_MIB} for {', '.join(VM_ENGINES)}")
-    disk = serializers.IntegerField(min_value=1, max_value=conf.MAX_DISK, default=40960, help_text="MiB")
+    disk = serializers.IntegerField(min_value=1, max_value=conf.MAX_DISK, required=False,
+                                    help_text=f"MiB reserved; default {DEFAULT_DISK_MIB} for the VM engines, "
+                                              "none for docker")
     ports = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=65535), default=list,
                                   max_length=MAX_PORTS_PER_VM,
                                   help_text="guest ports to publish (22 is added for VM engines)")
@@ -55,12 +87,13 @@ class VmSerializer(RowSerializerMixin, serializers.ModelSerializer):
     state = NamedChoiceField("VmState", VmState.choices, read_only=True)
     port_map = serializers.DictField(child=serializers.IntegerField(), read_only=True,
                                      help_text="guest port (as a string) -> published port on the host")
+    ssh = VmSshSerializer(source="*", read_only=True, allow_null=True)
 
     class Meta:
         model = Vm
         fields = ["id", "env", "index", "host", "host_addr", "image", "engine", "cpu", "mem", "disk", "ports",
-                  "deny_outgoing", "hostname", "state", "ip", "port_map", "publish_addr", "error", "created_at",
-                  "updated_at"]
+                  "deny_outgoing", "hostname", "state", "ip", "port_map", "publish_addr", "ssh", "error",
+                  "created_at", "updated_at"]
         read_only_fields = ["id", "index", "ip", "publish_addr", "error", "created_at", "updated_at"]
         extra_kwargs = {"id": {"help_text": "<env id>-<index>"},
                         "index": {"help_text": "position in the environment's `vms` list"},
@@ -72,6 +105,7 @@ class VmSerializer(RowSerializerMixin, serializers.ModelSerializer):
         refused = too_little_mem(attrs["engine"], attrs["mem"])  # what the agent would refuse
         if refused:
             raise serializers.ValidationError({"mem": [refused]})
+        attrs.setdefault("disk", default_disk(attrs["engine"]))
         ports = set(attrs["ports"])
         if attrs["engine"] not in IMAGE_FREE_ENGINES:
             ports.add(22)  # VM engines always publish SSH
@@ -248,6 +282,7 @@ _ERROR_TEXT = {
     404: "not found (or not visible to this owner)",
     409: "conflicts with the current state",
     422: "well formed but cannot be carried out (no capacity, engine or image missing...)",
+    502: "the VM's agent failed or did not answer",
 }
 
 

@@ -12,6 +12,7 @@ router.register("api/hosts", views.HostViewSet, basename="host")
 urlpatterns = [
     *router.urls,
     re_path(rf"^api/vms/(?P<pk>{NAME_PATTERN})$", views.VmDetail.as_view(), name="vm-detail"),
+    re_path(rf"^api/vms/(?P<pk>{NAME_PATTERN})/console$", views.VmConsole.as_view(), name="vm-console"),
     path("api/images", views.images, name="images"),
     path("api/status", views.fleet_status, name="status"),
 ]

@@ -11,10 +11,12 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agent.api.serializers import ConsoleQuerySerializer, ConsoleSerializer
 from ttproject.api.auth import is_operator, principal
 from ttproject.vocabulary import NAME_PATTERN
 
 from .. import hosts, lifecycle, queries
+from ..agent_client import AgentClient
 from ..choices import EnvState, HostState
 from ..filtersets import EnvironmentFilterSet, HostFilterSet
 from ..models import Environment, Host, Vm
@@ -118,6 +120,21 @@ class VmDetail(APIView):
         if not rows:
             raise Http404(f"VM {pk!r} not found")
         return Response(VmSerializer(rows[0]).data)
+
+
+class VmConsole(APIView):
+    @extend_schema(parameters=[ConsoleQuerySerializer], responses={200: ConsoleSerializer, **errors(400, 404, 502)})
+    def get(self, request, pk):
+        """The tail of the VM's serial console (or its container's output), from its agent: the owner's own
+        VMs only (another's answer 404, as if they did not exist)."""
+        query = ConsoleQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        vm = Vm.objects.select_related("host").filter(pk=pk, env__in=visible_envs(request), gone=False,
+                                                       host__isnull=False).first()
+        if vm is None:
+            raise Http404(f"VM {pk!r} not found")
+        with AgentClient.for_host(vm.host) as agent:
+            return Response(ConsoleSerializer(agent.console(vm.id, query.validated_data["lines"])).data)
 
 
 class OperatorOnly:

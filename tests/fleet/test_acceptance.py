@@ -196,7 +196,9 @@ def test_agent_killed_during_create_fails_env_and_leaves_nothing(fleet, env_ids,
 
 
 def test_concurrent_creates_on_postgres_never_overcommit(fleet, env_ids, docker_client, postgres_url):
-    ctl, agents = fleet(controller_env={"DATABASE_URL": postgres_url, "TTSTACK_WORKERS": "4"})
+    # no overcommit: the test counts one VM per host CPU
+    ctl, agents = fleet(controller_env={"DATABASE_URL": postgres_url, "TTSTACK_WORKERS": "4",
+                                        "TTSTACK_CPU_OVERCOMMIT": "1"})
     with ctl.client() as c:
         hosts = c.get("/api/hosts").json()
         capacity = sum(h["resources"]["cpu_total"] for h in hosts)  # VMs of 1 cpu each

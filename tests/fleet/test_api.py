@@ -21,6 +21,12 @@ from .helpers import agent_info, env_body, ssh_key
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.urls("ttproject.urls.controller")]
 
 
+@pytest.fixture(autouse=True)
+def no_cpu_overcommit(settings):
+    """The capacity figures below count one vCPU per host CPU (the default places two)."""
+    settings.FLEET_CPU_OVERCOMMIT = 1.0
+
+
 @pytest.fixture
 def api(settings):
     settings.API_KEY = "k"

@@ -15,10 +15,12 @@ JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": 
 
 
 def resolve(schema: dict, components: dict) -> dict:
-    """Follow $ref and single-element allOf wrappers (spectacular's way of adding meta to a $ref)."""
+    """Follow $ref and single-element allOf wrappers (spectacular's way of adding meta to a $ref, such as
+    `nullable`: kept)."""
     while True:
         if "$ref" in schema:
-            schema = components[schema["$ref"].rsplit("/", 1)[-1]]
+            meta = {k: v for k, v in schema.items() if k != "$ref"}
+            schema = {**components[schema["$ref"].rsplit("/", 1)[-1]], **meta}
         elif len(schema.get("allOf", ())) == 1:
             schema = {**schema["allOf"][0], **{k: v for k, v in schema.items() if k != "allOf"}}
         else:

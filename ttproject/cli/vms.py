@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-UNSPECIFIED_ADDRS = ("", "0.0.0.0", "::", "[::]")
+from ttproject.sshkeys import connect_host
+
 FINAL_VM_STATES = ("running", "stopped", "failed", "deleted")
 
 
@@ -26,17 +27,10 @@ def vm_name(env_id: str, vm: dict) -> str:
     return f"{env_id}/{vm.get('index', '?')}"
 
 
-def _host_of(addr: str | None) -> str:
-    if not addr:
-        return ""
-    host = addr.rsplit(":", 1)[0] if addr.count(":") == 1 or addr.startswith("[") else addr
-    return host.strip("[]")
-
 
 def ssh_endpoint(vm: dict) -> SshEndpoint:
     ssh = vm.get("ssh") if isinstance(vm.get("ssh"), dict) else {}
-    publish = vm.get("publish_addr") or ""
-    host = ssh.get("host") or (publish if publish not in UNSPECIFIED_ADDRS else _host_of(vm.get("host_addr")))
+    host = ssh.get("host") or connect_host(vm.get("publish_addr") or "", vm.get("host_addr"))
     port = ssh.get("port") or (vm.get("port_map") or {}).get("22")
     return SshEndpoint(host=host or "", port=int(port) if port else None, user=ssh.get("user") or "root",
                        ready=ssh.get("ready") if "ready" in ssh else None,

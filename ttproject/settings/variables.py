@@ -92,6 +92,10 @@ SHARED = Group("Every role", "Read by the controller, the agent and localvm alik
     V("TTSTACK_TASKS_SYNC", "TASKS_SYNC", "boolean", False, "run jobs inline, without a worker (unit tests)"),
     V("TTSTACK_EXTRA_JOB_MODULES", "EXTRA_JOB_MODULES", "list", [],
       "more modules with `@job` functions to load (used by the tests)"),
+    V("TTSTACK_SSH_READY_TIMEOUT", "SSH_READY_TIMEOUT", "seconds", 300.0,
+      "how long a started VM with guest port 22 may take to offer an SSH banner and host key: the agent "
+      "checks that long, and the controller fails the environment after it, with the tail of the VM's "
+      "console as the reason (docs/readiness.md)"),
 ))
 
 CONTROLLER = Group("Controller (`ttstack controller`)", "The fleet: hosts, environments, the fleet loop.", (
@@ -106,8 +110,9 @@ CONTROLLER = Group("Controller (`ttstack controller`)", "The fleet: hosts, envir
       "largest lifetime accepted (default one year)"),
     V("TTSTACK_PLACEMENT", "FLEET_PLACEMENT", "string", "best-fit",
       "`best-fit` fills the fullest host that fits, `spread` the emptiest (checked at start)"),
-    V("TTSTACK_CPU_OVERCOMMIT", "FLEET_CPU_OVERCOMMIT", "number", 1.0,
-      "vCPUs placed per host CPU (1: no overcommit)"),
+    V("TTSTACK_CPU_OVERCOMMIT", "FLEET_CPU_OVERCOMMIT", "number", 2.0,
+      "vCPUs placed per host CPU (1: no overcommit). Default 2: a vCPU of a test VM is mostly idle, and "
+      "a 2-core host then takes the README's example (docs/readiness.md, \"Capacity\")"),
     V("TTSTACK_AGENT_TIMEOUT", "FLEET_AGENT_TIMEOUT", "seconds", 10.0,
       "wait for an agent's answer to short calls"),
     V("TTSTACK_AGENT_CREATE_TIMEOUT", "FLEET_AGENT_CREATE_TIMEOUT", "seconds", 600.0,

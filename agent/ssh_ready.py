@@ -1,0 +1,130 @@
+"""Ready means ready: a VM with guest port 22 is `ssh.ready` once its published port sends an SSH banner and
+`ssh-keyscan` gets its host keys from it.
+
+A connect alone proves nothing: docker-proxy and QEMU's user network accept a connection on the host port
+before anything listens in the guest, then close it. So the check reads the banner ("SSH-2.0-..."), then
+scans the keys, whose SHA256 fingerprints (as `ssh-keygen -l` prints them) are kept on the record for the
+client to pin.
+
+One daemon thread per VM, started after a create or a start (and again by `ensure_watching` when a listed VM
+is running, not ready and unwatched: after a restart of the agent). It checks every CHECK_INTERVAL seconds
+until the VM is ready, is no longer running, or TTSTACK_SSH_READY_TIMEOUT has passed (the controller then
+fails the environment with the console's tail).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import threading
+import time
+
+from django.conf import settings
+from django.db import connections
+from django.utils import timezone
+
+from agent.models import Vm, VmState
+from ttproject.sshkeys import UNSPECIFIED_ADDRS, fingerprint, keyscan_keys
+
+log = logging.getLogger(__name__)
+
+SSH_PORT = "22"
+CHECK_INTERVAL = 0.5
+BANNER_TIMEOUT = 3.0
+KEYSCAN_TIMEOUT = 10
+
+_watching: set[str] = set()
+_gave_up: set[str] = set()  # timed out: watched again only after a start (not by every listing)
+_guard = threading.Lock()
+
+
+def connect_addr(publish_addr: str) -> str:
+    """Where the agent itself reaches a published port."""
+    return "127.0.0.1" if publish_addr in UNSPECIFIED_ADDRS else publish_addr
+
+
+def endpoint(vm: Vm) -> tuple[str, int] | None:
+    """(address, port) of the VM's published SSH port, None when it has none."""
+    port = (vm.port_map or {}).get(SSH_PORT)
+    return (connect_addr(vm.publish_addr), int(port)) if port else None
+
+
+def sends_banner(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=BANNER_TIMEOUT) as sock:
+            sock.settimeout(BANNER_TIMEOUT)
+            return sock.recv(255).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def host_key_fingerprints(host: str, port: int) -> list[str]:
+    """Fingerprints of the host keys offered on host:port (empty when none came)."""
+    try:
+        scan = subprocess.run(["ssh-keyscan", "-T", str(KEYSCAN_TIMEOUT), "-p", str(port), host],
+                              capture_output=True, text=True, timeout=KEYSCAN_TIMEOUT * 4)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.info("ssh-keyscan %s:%s: %s", host, port, exc)
+        return []
+    return sorted({fingerprint(blob) for _kind, blob in keyscan_keys(scan.stdout)})
+
+
+def check_once(vm: Vm) -> list[str]:
+    """The host key fingerprints when the VM answers SSH now, else []."""
+    where = endpoint(vm)
+    if where is None or not sends_banner(*where):
+        return []
+    return host_key_fingerprints(*where)
+
+
+def not_ready(vm: Vm) -> None:
+    """Forget readiness (a stop, a start): the guest must show it again. Fingerprints stay as last seen."""
+    Vm.objects.filter(pk=vm.pk).update(ssh_ready=False, ssh_ready_at=None)
+    vm.ssh_ready, vm.ssh_ready_at = False, None
+
+
+def watch(vm: Vm, *, fresh: bool = True) -> bool:
+    """Start the watcher of a running VM with port 22 (once per VM at a time); True when one was started.
+    `fresh`: the guest was just created or started (a VM whose watcher gave up is watched again)."""
+    if vm.state != VmState.RUNNING or vm.ssh_ready or endpoint(vm) is None:
+        return False
+    with _guard:
+        if vm.id in _watching or (not fresh and vm.id in _gave_up):
+            return False
+        _watching.add(vm.id)
+        _gave_up.discard(vm.id)
+    threading.Thread(target=_run, args=(vm.id,), name=f"ssh-ready-{vm.id}", daemon=True).start()
+    return True
+
+
+def ensure_watching(vms) -> None:
+    """A watcher for every running, not ready VM (after an agent restart nobody watches them)."""
+    for vm in vms:
+        watch(vm, fresh=False)
+
+
+def _run(vm_id: str) -> None:
+    deadline = time.monotonic() + float(settings.SSH_READY_TIMEOUT)
+    try:
+        while time.monotonic() < deadline:
+            vm = Vm.objects.filter(pk=vm_id, state=VmState.RUNNING).first()
+            if vm is None or vm.ssh_ready:
+                return
+            prints = check_once(vm)
+            if prints:
+                # conditional: a stop meanwhile leaves the record not ready
+                Vm.objects.filter(pk=vm_id, state=VmState.RUNNING).update(
+                    ssh_ready=True, ssh_ready_at=timezone.now(), host_key_fingerprints=prints)
+                log.info("VM %s answers SSH (%s)", vm_id, ", ".join(prints))
+                return
+            time.sleep(CHECK_INTERVAL)
+        log.warning("VM %s sent no SSH banner within %s s", vm_id, settings.SSH_READY_TIMEOUT)
+        with _guard:
+            _gave_up.add(vm_id)
+    except Exception:
+        log.exception("readiness watcher of %s failed", vm_id)
+    finally:
+        with _guard:
+            _watching.discard(vm_id)
+        connections.close_all()
