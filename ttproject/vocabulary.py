@@ -55,6 +55,11 @@ def default_disk(engine: str) -> int:
     return 0 if engine == "docker" else DEFAULT_DISK_MIB
 
 
+def too_little_disk(engine: str, disk: int) -> str | None:
+    """Why `disk` MiB is refused (0 means none, which only docker takes), or None."""
+    return None if disk >= 1 or engine == "docker" else "at least 1 MiB (0, no disk, is for docker VMs only)"
+
+
 def too_little_mem(engine: str, mem: int) -> str | None:
     """Why `mem` MiB is refused for a VM of `engine` (the controller and the agent say the same), or None."""
     if mem < MIN_MEM_MIB:

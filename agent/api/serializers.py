@@ -22,6 +22,7 @@ from ttproject.vocabulary import (
     NAME_PATTERN,
     VM_ENGINES,
     default_disk,
+    too_little_disk,
     too_little_mem,
 )
 
@@ -43,7 +44,7 @@ class CreateVmSerializer(serializers.Serializer):
         default=1024, min_value=MIN_MEM_MIB, max_value=MAX_INT,
         error_messages={"min_value": MIN_MEM_MESSAGE},
         help_text=f"MiB; at least {MIN_VM_MEM_MIB} for {', '.join(VM_ENGINES)}")
-    disk = serializers.IntegerField(required=False, min_value=1, max_value=MAX_INT,
+    disk = serializers.IntegerField(required=False, min_value=0, max_value=MAX_INT,
                                     help_text=f"MiB reserved; default {DEFAULT_DISK_MIB} for the VM engines, "
                                               "none for docker (a container's writes are not capped)")
     ports = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=65535), default=list,
@@ -82,6 +83,8 @@ class CreateVmSerializer(serializers.Serializer):
         if refused:
             raise serializers.ValidationError({"mem": [refused]})
         attrs.setdefault("disk", default_disk(attrs["engine"]))
+        if refused := too_little_disk(attrs["engine"], attrs["disk"]):
+            raise serializers.ValidationError({"disk": [refused]})
         return attrs
 
     def to_internal_value(self, data):

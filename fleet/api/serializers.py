@@ -28,6 +28,7 @@ from ttproject.vocabulary import (
     MIN_VM_MEM_MIB,
     VM_ENGINES,
     default_disk,
+    too_little_disk,
     too_little_mem,
 )
 
@@ -75,7 +76,7 @@ class VmSerializer(RowSerializerMixin, serializers.ModelSerializer):
     mem = serializers.IntegerField(min_value=MIN_MEM_MIB, max_value=conf.MAX_MEM, default=1024,
                                    error_messages={"min_value": MIN_MEM_MESSAGE},
                                    help_text=f"MiB; at least {MIN_VM_MEM_MIB} for {', '.join(VM_ENGINES)}")
-    disk = serializers.IntegerField(min_value=1, max_value=conf.MAX_DISK, required=False,
+    disk = serializers.IntegerField(min_value=0, max_value=conf.MAX_DISK, required=False,
                                     help_text=f"MiB reserved; default {DEFAULT_DISK_MIB} for the VM engines, "
                                               "none for docker")
     ports = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=65535), default=list,
@@ -106,6 +107,8 @@ class VmSerializer(RowSerializerMixin, serializers.ModelSerializer):
         if refused:
             raise serializers.ValidationError({"mem": [refused]})
         attrs.setdefault("disk", default_disk(attrs["engine"]))
+        if refused := too_little_disk(attrs["engine"], attrs["disk"]):
+            raise serializers.ValidationError({"disk": [refused]})
         ports = set(attrs["ports"])
         if attrs["engine"] not in IMAGE_FREE_ENGINES:
             ports.add(22)  # VM engines always publish SSH
