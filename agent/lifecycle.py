@@ -91,16 +91,21 @@ def _existing(vm_id: str, params: dict) -> Vm | None:
     return vm
 
 
+def _check_port_count(guest_ports) -> None:
+    if len(guest_ports) > MAX_PORTS_PER_VM:
+        message = f"at most {MAX_PORTS_PER_VM} ports per VM ({len(guest_ports)} with 22)"
+        raise errors.Invalid(f"ports: {message}", errors={"ports": [message]})
+
+
 def create_vm(req: CreateRequest) -> CreateResult:
     vm_id = req.id or f"vm-{uuid.uuid4().hex[:12]}"
+    _check_port_count(set(req.ports or []) | ({22} if req.engine in VM_ENGINES else set()))
     with _vm_lock(vm_id):
         # The engine and image first: the image may add ports (an sshd image publishes 22 on docker too).
         engine = registry.available(req.engine)
         image = resolve_image(req.image, engine)
         guest_ports = sorted(set(req.ports or []) | engine.implied_ports(image))
-        if len(guest_ports) > MAX_PORTS_PER_VM:
-            message = f"at most {MAX_PORTS_PER_VM} ports per VM ({len(guest_ports)} with 22)"
-            raise errors.Invalid(f"ports: {message}", errors={"ports": [message]})
+        _check_port_count(guest_ports)
         params = {"image": req.image, "engine": req.engine, "cpu": req.cpu, "mem": req.mem, "disk": req.disk,
                   "ports": guest_ports, "deny_outgoing": req.deny_outgoing, "hostname": req.hostname or vm_id,
                   "ssh_keys": list(req.ssh_keys or []), "controller": req.controller,

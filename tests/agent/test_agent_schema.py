@@ -43,7 +43,7 @@ def test_create_request_patterns_and_minimums_match_the_server(schema):
     assert name.search("web-1") and not name.search(".dot") and not name.search("a/b")
     assert hostname.search("web-1") and not hostname.search("-web") and not hostname.search("web.example")
     assert props["hostname"]["maxLength"] == 63 and props["id"]["maxLength"] == 128
-    assert (props["cpu"]["minimum"], props["mem"]["minimum"], props["disk"]["minimum"]) == (1, 16, 1)
+    assert (props["cpu"]["minimum"], props["mem"]["minimum"], props["disk"]["minimum"]) == (1, 16, 0)  # 0: docker
     assert props["ports"]["maxItems"] == 256 and props["ports"]["items"]["maximum"] == 65535
     engine = props["engine"].get("$ref") or props["engine"]["allOf"][0]["$ref"]
     assert schema["components"]["schemas"][engine.rsplit("/", 1)[1]]["enum"] == [
