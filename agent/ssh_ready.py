@@ -1,10 +1,9 @@
 """Ready means ready: a VM with guest port 22 is `ssh.ready` once its published port sends an SSH banner and
 `ssh-keyscan` gets its host keys from it.
 
-A connect alone proves nothing: docker-proxy and QEMU's user network accept a connection on the host port
-before anything listens in the guest, then close it. So the check reads the banner ("SSH-2.0-..."), then
-scans the keys, whose SHA256 fingerprints (as `ssh-keygen -l` prints them) are kept on the record for the
-client to pin.
+A connect alone proves nothing (ttproject.sshkeys.sends_banner says why): the check reads the banner
+("SSH-2.0-..."), then scans the keys, whose SHA256 fingerprints (as `ssh-keygen -l` prints them) are kept on
+the record for the client to pin.
 
 One daemon thread per VM, started after a create or a start (and again by `ensure_watching` when a listed VM
 is running, not ready and unwatched: after a restart of the agent). It checks every CHECK_INTERVAL seconds
@@ -15,7 +14,6 @@ fails the environment with the console's tail).
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import threading
 import time
@@ -25,13 +23,12 @@ from django.db import connections
 from django.utils import timezone
 
 from agent.models import Vm, VmState
-from ttproject.sshkeys import UNSPECIFIED_ADDRS, fingerprint, keyscan_keys
+from ttproject.sshkeys import UNSPECIFIED_ADDRS, fingerprint, keyscan_keys, sends_banner
 
 log = logging.getLogger(__name__)
 
 SSH_PORT = "22"
 CHECK_INTERVAL = 0.5
-BANNER_TIMEOUT = 3.0
 KEYSCAN_TIMEOUT = 10
 
 _watching: set[str] = set()
@@ -48,15 +45,6 @@ def endpoint(vm: Vm) -> tuple[str, int] | None:
     """(address, port) of the VM's published SSH port, None when it has none."""
     port = (vm.port_map or {}).get(SSH_PORT)
     return (connect_addr(vm.publish_addr), int(port)) if port else None
-
-
-def sends_banner(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=BANNER_TIMEOUT) as sock:
-            sock.settimeout(BANNER_TIMEOUT)
-            return sock.recv(255).startswith(b"SSH-")
-    except OSError:
-        return False
 
 
 def host_key_fingerprints(host: str, port: int) -> list[str]:

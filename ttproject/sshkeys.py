@@ -9,12 +9,26 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import socket
+
+BANNER_TIMEOUT = 3.0
 
 
 def fingerprint(blob_b64: str) -> str:
     """`SHA256:...` of a base64 key blob, as `ssh-keygen -l` prints it."""
     digest = hashlib.sha256(base64.b64decode(blob_b64)).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def sends_banner(host: str, port: int, timeout: float = BANNER_TIMEOUT) -> bool:
+    """True when host:port sends an SSH banner. (A connect alone proves nothing: docker-proxy and QEMU's user
+    network accept on the host port before anything listens in the guest, then close the connection.)"""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            return sock.recv(255).startswith(b"SSH-")
+    except OSError:
+        return False
 
 
 def keyscan_keys(output: str) -> list[tuple[str, str]]:

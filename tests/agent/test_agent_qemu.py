@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.agent.test_readiness import keygen_fingerprints, wait_ready
 from tests.conftest import LIBVIRT_URI, ROOT, require, wait_for
 
 pytestmark = pytest.mark.timeout(900)
@@ -103,6 +104,10 @@ def test_tiny_guest_through_the_agent(qemu_agent, tmp_path):
         vm_dir = qemu_agent.data_dir / "vms" / "tiny-1"
         wait_ssh(port, key, vm_dir)
         print(f"SSH answered {time.monotonic() - started:.1f} s after create")
+        # the agent saw it too: ready, with the guest's host keys (dropbear's)
+        assert wait_ready(c, "tiny-1")["ssh"]["host_key_fingerprints"] == keygen_fingerprints(port)
+        console = c.get("/api/vms/tiny-1/console").json()
+        assert console["source"] == "console.log" and "ttstack-tiny:" in console["text"]
         result = ssh(port, key, "hostname")
         assert result.returncode == 0 and result.stdout.strip() == "tiny-host", result
 
@@ -118,6 +123,7 @@ def test_tiny_guest_through_the_agent(qemu_agent, tmp_path):
 
         stopped = c.post("/api/vms/tiny-1/stop")
         assert stopped.status_code == 200 and stopped.json()["state"] == "stopped"
+        assert stopped.json()["ssh"]["ready"] is False
         assert c.get("/api/vms/tiny-1").json()["state"] == "stopped"
         assert ssh(port, key, "true").returncode != 0
 
@@ -125,6 +131,7 @@ def test_tiny_guest_through_the_agent(qemu_agent, tmp_path):
         assert again.status_code == 200 and again.json()["state"] == "running"
         assert again.json()["port_map"] == vm["port_map"]
         wait_ssh(port, key, vm_dir)
+        wait_ready(c, "tiny-1")
         assert ssh(port, key, "hostname").stdout.strip() == "tiny-host"
 
         assert c.delete("/api/vms/tiny-1").status_code == 204

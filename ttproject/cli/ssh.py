@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from ttproject.sshkeys import fingerprint, keyscan_keys
+from ttproject.sshkeys import fingerprint, keyscan_keys, sends_banner
 
 from . import completion
 from .api import Api, segment
@@ -28,18 +27,6 @@ from .output import parse_time
 from .session import with_api
 from .units import DURATION, format_duration
 from .vms import SshEndpoint, pick_vm, ssh_endpoint, vm_name
-
-BANNER_TIMEOUT = 3.0
-
-
-def answers_ssh(host: str, port: int) -> bool:
-    """True when host:port sends an SSH banner."""
-    try:
-        with socket.create_connection((host, port), timeout=BANNER_TIMEOUT) as sock:
-            sock.settimeout(BANNER_TIMEOUT)
-            return sock.recv(64).startswith(b"SSH-")
-    except OSError:
-        return False
 
 
 def wait_ready(api: Api, env_id: str, ref: str | None, timeout: float) -> tuple[dict, SshEndpoint]:
@@ -60,7 +47,7 @@ def wait_ready(api: Api, env_id: str, ref: str | None, timeout: float) -> tuple[
         if endpoint.port is None and vm.get("state") == "running":
             raise CliError(f"{vm_name(env_id, vm)} publishes no SSH port (guest port 22)", EXIT_FAILED)
         if endpoint.port is not None and vm.get("state") == "running" and (
-                endpoint.ready or (endpoint.ready is None and answers_ssh(endpoint.host, endpoint.port))):
+                endpoint.ready or (endpoint.ready is None and sends_banner(endpoint.host, endpoint.port))):
             return vm, endpoint
         if time.monotonic() >= deadline:
             raise CliError(f"{vm_name(env_id, vm)} did not answer SSH within {format_duration(timeout)} "
