@@ -116,7 +116,8 @@ def user_data(hostname: str, ssh_keys: list[str]) -> str:
         "preserve_hostname": False,
         # root gets the keys too (without the "login as the default user" prefix) on real cloud images
         "disable_root": False,
-        "ssh_pwauth": False,
+        # No ssh_pwauth: cloud-init would rewrite sshd's config and restart it after sshd first answered,
+        # resetting the connections of a user who saw the VM ready. The images turn passwords off themselves.
         "users": ["default"],
         "ssh_authorized_keys": list(ssh_keys),
     })

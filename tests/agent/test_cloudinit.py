@@ -29,7 +29,7 @@ def test_user_data_is_cloud_config_with_root_and_the_keys():
     text = user_data("web-1", [KEY, KEY.replace("test@example", "alice # laptop: work")])
     assert text.startswith("#cloud-config\n")
     doc = yaml.safe_load(text)
-    assert doc == {"hostname": "web-1", "preserve_hostname": False, "disable_root": False, "ssh_pwauth": False,
+    assert doc == {"hostname": "web-1", "preserve_hostname": False, "disable_root": False,
                    "users": ["default"],
                    "ssh_authorized_keys": [KEY, KEY.replace("test@example", "alice # laptop: work")]}
     assert yaml.safe_load(user_data("web-1", []))["ssh_authorized_keys"] == []

@@ -14,7 +14,6 @@ cat > "$ROOT/etc/cloud/cloud.cfg.d/90_ttstack.cfg" <<'END'
 # ttstack debian-12 image
 datasource_list: [ NoCloud, None ]
 disable_root: false
-ssh_pwauth: false
 ssh_genkeytypes: [ed25519, ecdsa]
 manage_etc_hosts: true
 locale: C.UTF-8
@@ -39,10 +38,14 @@ END
 rm -f "$ROOT/etc/hostname"
 echo debian > "$ROOT/etc/hostname"
 
-# sshd offers exactly the host keys cloud-init makes.
+# sshd offers exactly the host keys cloud-init makes, and takes keys only. Passwords are turned off here, not
+# with cloud-init's ssh_pwauth: that rewrites sshd's config and restarts sshd in cloud-init's config stage,
+# after sshd first answered, resetting the connections of whoever saw the VM ready (docs/readiness.md).
 cat > "$ROOT/etc/ssh/sshd_config.d/10-ttstack.conf" <<'END'
 HostKey /etc/ssh/ssh_host_ed25519_key
 HostKey /etc/ssh/ssh_host_ecdsa_key
+PasswordAuthentication no
+KbdInteractiveAuthentication no
 END
 
 # Per-VM identity is made at first boot: SSH host keys by cloud-init, the machine id by systemd.
