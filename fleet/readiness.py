@@ -22,7 +22,7 @@ from .models import Vm
 
 log = logging.getLogger(__name__)
 
-POLL = 1.0
+POLL = 0.5
 CONSOLE_LINES = 30  # of a VM that did not become ready, in the environment's error
 
 
