@@ -39,7 +39,8 @@ def fleet(role_server, docker_client):
 
     def start(controller_env=None, register=True):
         agents = [role_server("agent", env={"TTSTACK_ENGINES": "docker,qemu"}) for _ in range(2)]
-        ctl = role_server("controller", env=controller_env or {})
+        # no CPU overcommit: these tests count on VMs of 1 vCPU filling a host's CPUs, then spilling over
+        ctl = role_server("controller", env={"TTSTACK_CPU_OVERCOMMIT": "1", **(controller_env or {})})
         if register:
             with ctl.client() as c:
                 for agent in agents:
@@ -196,9 +197,7 @@ def test_agent_killed_during_create_fails_env_and_leaves_nothing(fleet, env_ids,
 
 
 def test_concurrent_creates_on_postgres_never_overcommit(fleet, env_ids, docker_client, postgres_url):
-    # no overcommit: the test counts one VM per host CPU
-    ctl, agents = fleet(controller_env={"DATABASE_URL": postgres_url, "TTSTACK_WORKERS": "4",
-                                        "TTSTACK_CPU_OVERCOMMIT": "1"})
+    ctl, agents = fleet(controller_env={"DATABASE_URL": postgres_url, "TTSTACK_WORKERS": "4"})
     with ctl.client() as c:
         hosts = c.get("/api/hosts").json()
         capacity = sum(h["resources"]["cpu_total"] for h in hosts)  # VMs of 1 cpu each
