@@ -70,7 +70,7 @@ class Heartbeat:
         self.lock = threading.Lock()
 
     def beat(self):
-        hosts = list(Host.objects.all())
+        hosts = list(Host.objects.exclude(state=HostState.DETACHED))
         parallel(self.beat_host, hosts)
 
     def beat_host(self, host: Host):

@@ -135,9 +135,10 @@ class NetHost:
             client.close()
 
     def containers(self) -> list:
-        """Every container of this host's daemon (running or not)."""
+        """Every container of this host's daemon (running or not); one removed between the list and its
+        inspect is left out."""
         with self.docker() as client:
-            return client.containers.list(all=True)
+            return client.containers.list(all=True, ignore_removed=True)
 
     def start_dockerd(self, timeout: float = 60):
         _drop_stale_pidfile(self.run_dir / "exec" / "containerd" / "containerd.pid")
