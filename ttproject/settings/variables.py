@@ -116,6 +116,9 @@ CONTROLLER = Group("Controller (`ttstack controller`)", "The fleet: hosts, envir
       "(expiry, retries)"),
     V("TTSTACK_DELETE_RETRY", "FLEET_DELETE_RETRY", "seconds", 20.0,
       "how long a delete job retries unreachable agents before leaving the rest to the fleet loop"),
+    V("TTSTACK_AGENT_PARALLEL", "FLEET_AGENT_PARALLEL", "integer", 8,
+      "agent calls one job, or one heartbeat round, makes at once (one thread each, each with at most one "
+      "database connection): a worker process holds at most 1 + this many connections (docs/scaling.md)"),
 ))
 
 AGENT = Group("Agent (`ttstack agent`)", "VMs on this host: engines, storage, ports.", (
