@@ -297,7 +297,7 @@ class NetHost:
     def destroy(self):
         """Everything of this host gone, whatever state it is in (its processes killed as one)."""
         errors = []
-        for step in (self.unslow, lambda: cgroup_remove(self.name),
+        for step in (self.unslow, self.thaw_agent, lambda: cgroup_remove(self.name),
                      lambda: run(["ip", "netns", "del", self.name], check=False),
                      lambda: run(["ip", "link", "del", self.name], check=False)):
             try:
