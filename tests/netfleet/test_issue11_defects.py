@@ -258,7 +258,10 @@ def test_a_cut_host_never_slows_the_heartbeat_of_the_others(netfleet, controller
     ctl = controller(env={"TTSTACK_HEARTBEAT": str(heartbeat), "TTSTACK_HOST_TIMEOUT": str(host_timeout)})
     with ctl.client() as c:
         ids = fleet.register(c)
-        wait_for(lambda: _stale_seconds(c.get(f"/api/hosts/{ids[cut.name]}").json()["last_seen"]) < 2, timeout=30)
+        registered = {h: c.get(f"/api/hosts/{h}").json()["last_seen"] for h in ids.values()}
+        # the loop beating both (registration sets last_seen too: a loop not yet started would look stale)
+        wait_for(lambda: all(c.get(f"/api/hosts/{h}").json()["last_seen"] != seen for h, seen in registered.items()),
+                 timeout=30, message="a heartbeat of both hosts")
         cut.cut()
         started, worst = time.monotonic(), 0.0
         while (state := c.get(f"/api/hosts/{ids[cut.name]}").json()["state"]) != "offline":
