@@ -91,12 +91,14 @@ def retry_deletes(fence=_always) -> int:
 # ------------------------------------------------------------------------------- heartbeat/reconcile
 
 
-def mark_silent_hosts_offline() -> list[str]:
-    """Hosts not heard from for TTSTACK_HOST_TIMEOUT go offline now, whether or not a beat of theirs is still
-    waiting for its answer (database only: a cut host is offline on time, however long its calls hang)."""
+def mark_silent_hosts_offline(host_ids) -> list[str]:
+    """Of `host_ids` (hosts whose call hangs, asked by this loop for at least TTSTACK_HOST_TIMEOUT), those not heard from
+    for TTSTACK_HOST_TIMEOUT go offline now, whether or not a beat of theirs is still waiting for its answer
+    (database only: a cut host is offline on time, however long its calls hang)."""
     cutoff = timezone.now() - timedelta(seconds=conf.HOST_TIMEOUT)
     marked = []
-    for host in Host.objects.filter(Q(last_seen__lt=cutoff) | Q(last_seen__isnull=True), state=HostState.ONLINE):
+    for host in Host.objects.filter(Q(last_seen__lt=cutoff) | Q(last_seen__isnull=True), state=HostState.ONLINE,
+                                    pk__in=list(host_ids)):
         if Host.objects.filter(pk=host.pk, state=HostState.ONLINE, last_seen=host.last_seen).update(
                 state=HostState.OFFLINE, error=host.error or f"no answer for {conf.HOST_TIMEOUT:g} s"):
             log.warning("host %s offline: silent for %g s", host.addr, conf.HOST_TIMEOUT)
@@ -117,25 +119,32 @@ class Heartbeat:
         self.pool = ThreadPoolExecutor(max_workers=conf.AGENT_PARALLEL, thread_name_prefix="fleet-beat")
         self.in_flight: dict[int, Future] = {}  # host pk -> its beat under way (or the last one)
         self.due: dict[int, float] = {}  # host pk -> when its next beat may start (monotonic)
+        # host pk -> when this loop first asked it: a loop that just started (or took the lease over) asks a
+        # host for TTSTACK_HOST_TIMEOUT before it calls it silent, whatever age its last_seen has.
+        self.asked_since: dict[int, float] = {}
 
     def beat(self, wait: bool = False):
         """One round: a beat starts for each host whose previous beat has ended and whose next is due
         (TTSTACK_HEARTBEAT after the previous one started). The loop runs rounds more often than that, so
         a host is polled every heartbeat however long the others take. `wait`: beat every host now and
         return once those beats have ended (the bench, tests)."""
-        if self.fence():
-            mark_silent_hosts_offline()
         started, now = [], time.monotonic()
+        if self.fence():
+            # hosts whose call hangs now (a failed call marks its host itself, in beat_host)
+            hanging = [pk for pk, beat in self.in_flight.items() if not beat.done()]
+            mark_silent_hosts_offline(pk for pk in hanging if now - self.asked_since[pk] >= conf.HOST_TIMEOUT)
         hosts = list(Host.objects.exclude(state=HostState.DETACHED))
         for host in hosts:
             previous = self.in_flight.get(host.pk)
             if (previous is None or previous.done()) and (wait or now >= self.due.get(host.pk, 0.0)):
                 self.due[host.pk] = now + conf.HEARTBEAT
+                self.asked_since.setdefault(host.pk, now)
                 self.in_flight[host.pk] = beat = self.pool.submit(self._beat_closing, host)
                 started.append(beat)
         for gone in set(self.in_flight) - {host.pk for host in hosts}:
             del self.in_flight[gone]
             self.due.pop(gone, None)
+            self.asked_since.pop(gone, None)
         if wait:
             futures_wait(started)
 

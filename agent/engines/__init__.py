@@ -4,7 +4,7 @@ Engines live in `agent.engines.<name>` and subclass `agent.engines.base.Engine` 
 registry builds each one with its `from_settings()`. An engine whose module cannot be imported (a missing
 library) is unavailable, with the reason, instead of failing the agent. Probe results are cached; a failed
 probe is retried after PROBE_RETRY seconds so an engine that comes up later (dockerd started) is noticed, and
-a success is probed again after the engine's `recheck_after` (docker: a few seconds) so one that dies is too.
+an engine with a cheap probe (`recheck_after`, docker: 1 s) is probed again that often, so one that dies is too.
 """
 
 from __future__ import annotations
@@ -102,14 +102,15 @@ def probe(name: str) -> tuple[bool, str]:
 
 
 def _trusted_for(name: str, ok: bool) -> float:
-    """How long a probe result stands: a failure PROBE_RETRY s, a success the engine's `recheck_after`."""
-    if not ok:
-        return PROBE_RETRY
+    """How long a probe result stands: the engine's `recheck_after` when it has one (its probe is cheap: a
+    daemon that dies or comes back is seen at once), else a failure PROBE_RETRY s and a success for good."""
     try:
         recheck = get(name).recheck_after
     except EngineUnavailable:
-        return float("inf")
-    return float("inf") if recheck is None else recheck
+        recheck = None
+    if recheck is not None:
+        return recheck
+    return PROBE_RETRY if not ok else float("inf")
 
 
 def available(name: str) -> Engine:
