@@ -157,11 +157,11 @@ def heartbeat_round(rounds: int):
         for host in fleet.hosts:
             Host.objects.create(addr=host.agent_addr, api_key=host.api_key)
         beat = Heartbeat()
-        beat.beat()  # warm: first connections, first reconcile
+        beat.beat(wait=True)  # warm: first connections, first reconcile
 
         def one_round():
             started = time.perf_counter()
-            beat.beat()
+            beat.beat(wait=True)
             return time.perf_counter() - started
 
         def one_host():

@@ -2,6 +2,7 @@
 
 from django.contrib import admin, messages
 from django.db.models import Count, Q
+from django.shortcuts import redirect
 
 from ttproject.errors import DomainError
 
@@ -18,7 +19,7 @@ class HostAdmin(admin.ModelAdmin):
     readonly_fields = ("host_id", "hostname", "version", "engines", "engines_unavailable", "storage", "images",
                        "cpu_total", "mem_total", "disk_total", "cpu_used", "mem_used", "disk_used", "vm_count",
                        "last_seen", "error", "created_at")
-    actions = ["drain", "undrain"]
+    actions = ["drain", "undrain", "detach"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_live=Count("vms", filter=Q(vms__gone=False)))
@@ -27,13 +28,25 @@ class HostAdmin(admin.ModelAdmin):
     def live_vms(self, obj):
         return obj._live
 
-    def has_delete_permission(self, request, obj=None):
-        # A host with live VMs is not deleted (their reservations would vanish with it).
-        allowed = super().has_delete_permission(request, obj)
-        return allowed and (obj is None or not obj.vms.filter(gone=False).exists())
+    def get_deleted_objects(self, objs, request):
+        # fleet.hosts.remove_host decides (refuses live VMs, unlinks the gone ones): the rows that PROTECT
+        # Vm.host keep must not block the confirmation.
+        deleted, counts, perms_needed, _protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, perms_needed, []
 
-    def delete_model(self, request, obj):
-        self.delete_queryset(request, [obj])
+    def delete_view(self, request, object_id, extra_context=None):
+        # A host with live VMs is not deleted (fleet.hosts.remove_host refuses it): the confirmation is
+        # answered with the reason instead of Django's "deleted successfully".
+        host = self.get_object(request, object_id)
+        if request.method == "POST" and host is not None:
+            try:
+                hosts.remove_host(host.pk)
+            except DomainError as exc:
+                self.message_user(request, exc.message, level=messages.ERROR)
+                return redirect("admin:fleet_host_change", host.pk)
+            self.message_user(request, f"host {host.addr} deleted")
+            return redirect("admin:fleet_host_changelist")
+        return super().delete_view(request, object_id, extra_context)
 
     def delete_queryset(self, request, queryset):
         for host in queryset:
@@ -49,6 +62,12 @@ class HostAdmin(admin.ModelAdmin):
     @admin.action(description="Undrain: accept placements again")
     def undrain(self, request, queryset):
         self.message_user(request, f"{queryset.update(drain=False)} host(s) accepting placements")
+
+    @admin.action(description="Detach (gone for good): its VMs are lost, its envs finish deleting or fail")
+    def detach(self, request, queryset):
+        for host in queryset:
+            hosts.detach_host(host.pk)
+        self.message_user(request, f"{len(queryset)} host(s) detached")
 
 
 class VmInline(admin.TabularInline):
@@ -76,6 +95,15 @@ class EnvironmentAdmin(admin.ModelAdmin):
     @admin.display(description="VMs", ordering="_vms")
     def vm_count(self, obj):
         return obj._vms
+
+    # Deleting an environment here is the API's delete: its job destroys the guests on their agents and
+    # drops the rows once every agent confirmed (rows dropped at once would leave the guests running).
+    def delete_model(self, request, obj):
+        lifecycle.request_delete(obj, "deleted by an operator in the admin")
+
+    def delete_queryset(self, request, queryset):
+        for env in queryset:
+            lifecycle.request_delete(env, "deleted by an operator in the admin")
 
     def _extend(self, request, queryset, hours):
         n = lifecycle.extend_lifetime(queryset, hours)

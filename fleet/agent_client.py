@@ -65,8 +65,8 @@ def _detail(response: httpx.Response) -> str:
 
 
 def parallel(fn: Callable, items: Iterable) -> list:
-    """fn(item) for every item, one thread per item (at most 32), results in order. Each thread closes
-    its own database connections when done."""
+    """fn(item) for every item, one thread per item (at most TTSTACK_AGENT_PARALLEL, which bounds the
+    database connections of a job too), results in order. Each thread closes its own connections when done."""
     items = list(items)
     if not items:
         return []
@@ -77,7 +77,8 @@ def parallel(fn: Callable, items: Iterable) -> list:
         finally:
             connections.close_all()  # this thread's connections only
 
-    with ThreadPoolExecutor(max_workers=min(32, len(items)), thread_name_prefix="fleet") as pool:
+    workers = min(max(1, conf.AGENT_PARALLEL), len(items))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleet") as pool:
         return list(pool.map(run, items))
 
 

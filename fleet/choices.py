@@ -6,6 +6,7 @@ from django.db import models
 class HostState(models.TextChoices):
     ONLINE = "online"
     OFFLINE = "offline"
+    DETACHED = "detached"  # given up by an operator (POST /api/hosts/{id}/detach): its VMs are lost
 
 
 class EnvState(models.TextChoices):

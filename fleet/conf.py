@@ -9,7 +9,8 @@ from ttproject.appconf import settings_reader
 # conf.HEARTBEAT is settings.FLEET_HEARTBEAT, and so on.
 __getattr__ = settings_reader(
     "FLEET_", "HEARTBEAT", "HOST_TIMEOUT", "ORPHAN_GRACE", "DEFAULT_LIFETIME", "MAX_LIFETIME", "PLACEMENT",
-    "CPU_OVERCOMMIT", "AGENT_TIMEOUT", "AGENT_CREATE_TIMEOUT", "TICK", "DELETE_RETRY")
+    "CPU_OVERCOMMIT", "AGENT_TIMEOUT", "AGENT_CREATE_TIMEOUT", "TICK", "DELETE_RETRY",
+    "AGENT_PARALLEL")
 
 # Bounds of a VM spec (not settings): anything above is "absurd" and refused before placement.
 MAX_CPU = 1024

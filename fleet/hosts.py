@@ -17,9 +17,11 @@ from django.utils import timezone
 from ttproject.errors import Conflict, Invalid, NotFound
 
 from .agent_client import AgentClient, AgentError, parallel
-from .choices import HostState
+from .choices import EnvState, HostState, VmState
 from .identity import controller_id
-from .models import Host, Vm
+from .models import Environment, Host, Vm
+from .teardown import finish_delete
+from .transitions import SETTLED
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +66,8 @@ def register_host(addr: str, api_key: str = "", drain: bool = False) -> Host:
     """Probe the agent (/api/info and /api/vms, with the host's own key only) and save the host, then
     destroy what the agent still runs for this controller that no environment has. Invalid when the
     agent cannot be reached or does not answer like a ttstack agent (nothing is saved); Conflict when
-    the address is registered already."""
-    if Host.objects.filter(addr=addr).exists():
+    the address is registered already (a detached host registered again is attached anew)."""
+    if Host.objects.filter(addr=addr).exclude(state=HostState.DETACHED).exists():
         raise _registered(addr)
     try:
         with AgentClient(addr, api_key or None) as agent:
@@ -74,8 +76,10 @@ def register_host(addr: str, api_key: str = "", drain: bool = False) -> Host:
     except AgentError as exc:
         message = f"cannot register: {exc}"
         raise Invalid(f"addr: {message}", errors={"addr": [message]}) from exc
-    host = Host(addr=addr, api_key=api_key, drain=drain, state=HostState.ONLINE, last_seen=timezone.now(),
-                foreign_vms=foreign_vms(agent_vms))
+    host = Host.objects.filter(addr=addr, state=HostState.DETACHED).first() or Host(addr=addr)
+    host.api_key, host.drain, host.state, host.last_seen, host.error = api_key, drain, HostState.ONLINE, \
+        timezone.now(), ""
+    host.foreign_vms = foreign_vms(agent_vms)
     host.apply_info(info)
     try:
         with transaction.atomic():
@@ -102,5 +106,30 @@ def remove_host(host_id: int) -> None:
         live = Vm.objects.filter(host_id=host.pk, gone=False).count()
         if live:
             raise Conflict(f"host {host.addr} still has {live} VM(s); delete their environments first "
-                           "(drain the host to stop new placements)")
+                           "(drain the host to stop new placements), or detach the host if it is gone for good")
+        Vm.objects.filter(host_id=host.pk).update(host=None)  # only gone VMs are left: their rows stay as history
         host.delete()
+
+
+def detach_host(host_id: int) -> list[str]:
+    """Give a host up for good (its agent is dead or unreachable): the host is `detached` (no heartbeat, no
+    placement), its live VMs become lost (failed and gone, their reservations freed), environments being
+    deleted finish without the agent and the others that had a VM there go failed. What the agent still
+    runs for this controller is destroyed if it is registered again. Returns the affected environments."""
+    with transaction.atomic():
+        host = Host.objects.select_for_update().filter(pk=host_id).first()
+        if host is None:
+            raise NotFound(f"host {host_id!r} not found")
+        Host.objects.filter(pk=host.pk).update(state=HostState.DETACHED, drain=True,
+                                               error="detached by an operator")
+        lost = Vm.objects.filter(host_id=host.pk, gone=False)
+        env_ids = sorted(set(lost.values_list("env_id", flat=True)))
+        lost.update(state=VmState.FAILED, doomed=True, gone=True, error=f"lost: host {host.addr} was detached",
+                    updated_at=timezone.now())
+    log.warning("host %s detached: %d environment(s) lost VMs on it", host.addr, len(env_ids))
+    for env in Environment.objects.filter(pk__in=env_ids):
+        if env.state == EnvState.DELETING:
+            finish_delete(env.pk)  # no-op while VMs on other hosts are still to be confirmed
+        elif env.state in SETTLED:  # a job under way ends the env itself, seeing its VMs lost
+            env.set_state(EnvState.FAILED, only_from=SETTLED, error=f"VM(s) lost: host {host.addr} was detached")
+    return env_ids

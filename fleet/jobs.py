@@ -112,12 +112,17 @@ def env_delete(ctx):
     env = Environment.objects.filter(pk=env_id).first()
     if env is None:
         return {"env": env_id, "deleted": True}
-    # Let a create still running on this env see the delete and stop asking agents.
-    wait_for_superseded(ctx.params, conf.AGENT_CREATE_TIMEOUT)
+    # Never wait in a worker for a create this delete superseded (an agent may hang for the create timeout):
+    # it sees the delete before its next VM and undoes the one it is making; those VMs are left to it and,
+    # should it die, to the fleet loop's retried deletes.
+    create_running = not wait_for_superseded(ctx.params, 0)
     Vm.objects.filter(env_id=env_id).update(doomed=True)
     deadline = time.monotonic() + conf.DELETE_RETRY
     while True:
-        pending = list(Vm.objects.select_related("host").filter(env_id=env_id, gone=False))
+        left = Vm.objects.select_related("host").filter(env_id=env_id, gone=False)
+        if create_running:
+            left = left.exclude(state=VmState.CREATING)
+        pending = list(left)
         if not pending:
             break
         done = parallel(destroy_vm, pending)
@@ -130,8 +135,12 @@ def env_delete(ctx):
             raise TaskFailed(f"{len(left)} VM(s) not confirmed deleted yet; the controller keeps retrying",
                              result={"env": env_id, "pending_delete": left})
         time.sleep(1)
-    finish_delete(env_id)
-    return {"env": env_id, "deleted": True}
+    if finish_delete(env_id):
+        return {"env": env_id, "deleted": True}
+    making = list(Vm.objects.filter(env_id=env_id, gone=False).values_list("pk", flat=True))
+    ctx.log(f"left to the create under way, then to the fleet loop: {', '.join(making)}")
+    finish(env, "delete", EnvState.DELETING, error=f"waiting for the create under way to undo: {', '.join(making)}")
+    return {"env": env_id, "deleted": False, "pending_delete": making}
 
 
 # --------------------------------------------------------------------------------------- stop/start

@@ -2,7 +2,8 @@
 
 It runs as `manage fleet_loop`, a child process every controller worker (`ttstack controller`,
 `ttstack worker controller`) supervises next to its job workers. With several workers (scale-out), a
-lease row lets only one loop work at a time; the others wait to take over when its lease lapses. Everything it does is driven by the database, so
+lease row lets only one loop work at a time; the others wait to take over when its lease lapses, and a loop
+that lost it stops before its next write (LeaseKeeper). Everything it does is driven by the database, so
 a restart resumes where it stopped: expired environments are found by `expires_at`, VMs still to
 delete by their `doomed`/`gone` flags.
 """
@@ -14,6 +15,8 @@ import os
 import socket
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from datetime import datetime, timedelta
 
 from django.db import close_old_connections, connections
@@ -40,22 +43,47 @@ def take_lease(ttl: float) -> bool:
                 .update(holder=HOLDER, until=now + timedelta(seconds=ttl)))
 
 
+class LeaseKeeper:
+    """The loop's lease, renewed every tick by a thread of its own (database only, no agent call), and the
+    fence every round checks before it writes: `held()` is True only while the last successful renewal is
+    younger than ttl minus a third of it. Another loop can take the lease only once `until` (ttl after that
+    renewal) has passed, so a loop whose renewals stop (database unreachable, process paused, lease taken)
+    stops acting before the next holder starts; the margin absorbs clock skew between the machines."""
+
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self._renewed: float | None = None  # monotonic time the last successful renewal started
+
+    def renew(self):
+        started = time.monotonic()
+        self._renewed = started if take_lease(self.ttl) else None
+
+    def held(self) -> bool:
+        renewed = self._renewed
+        return renewed is not None and time.monotonic() - renewed < self.ttl * 2 / 3
+
+
+def _always() -> bool:
+    return True
+
+
 # ----------------------------------------------------------------------------------- retried deletes
 
 
-def retry_deletes() -> int:
-    """Destroy doomed VMs whose env has no job running (rollbacks and deletes that agents missed)."""
+def retry_deletes(fence=_always) -> int:
+    """Destroy doomed VMs whose env has no job running (rollbacks and deletes that agents missed); each
+    agent call and each drop of an environment only while `fence()` (the lease) holds."""
     busy = busy_env_ids()
     vms = [vm for vm in Vm.objects.select_related("host").filter(doomed=True, gone=False,
                                                                  host__state=HostState.ONLINE)
            if vm.env_id not in busy]
-    done = parallel(destroy_vm, vms)
+    done = parallel(lambda vm: fence() and destroy_vm(vm), vms)
     for vm, ok in zip(vms, done, strict=True):
         if ok:
             log.info("VM %s of %s confirmed deleted on %s", vm.id, vm.env_id, vm.host.addr)
     for env_id in (Environment.objects.filter(state=EnvState.DELETING).exclude(pk__in=busy)
                    .values_list("pk", flat=True)):
-        if finish_delete(env_id):
+        if fence() and finish_delete(env_id):
             log.info("environment %s deleted", env_id)
     return sum(done)
 
@@ -63,15 +91,73 @@ def retry_deletes() -> int:
 # ------------------------------------------------------------------------------- heartbeat/reconcile
 
 
+def mark_silent_hosts_offline(host_ids) -> list[str]:
+    """Of `host_ids` (hosts whose call hangs, asked by this loop for at least TTSTACK_HOST_TIMEOUT), those not heard from
+    for TTSTACK_HOST_TIMEOUT go offline now, whether or not a beat of theirs is still waiting for its answer
+    (database only: a cut host is offline on time, however long its calls hang)."""
+    cutoff = timezone.now() - timedelta(seconds=conf.HOST_TIMEOUT)
+    marked = []
+    for host in Host.objects.filter(Q(last_seen__lt=cutoff) | Q(last_seen__isnull=True), state=HostState.ONLINE,
+                                    pk__in=list(host_ids)):
+        if Host.objects.filter(pk=host.pk, state=HostState.ONLINE, last_seen=host.last_seen).update(
+                state=HostState.OFFLINE, error=host.error or f"no answer for {conf.HOST_TIMEOUT:g} s"):
+            log.warning("host %s offline: silent for %g s", host.addr, conf.HOST_TIMEOUT)
+            marked.append(host.addr)
+    return marked
+
+
 class Heartbeat:
-    def __init__(self):
+    """Polls every host, each in a thread of a bounded pool (TTSTACK_AGENT_PARALLEL) with a short timeout. A
+    round starts a beat for each host whose previous beat has ended and does not wait for them: a slow or cut
+    host delays nobody else's beat, and its own next beat starts once its call gave up."""
+
+    def __init__(self, fence=_always):
         # Hosts beat in parallel threads: every access to `orphans` holds `lock`.
         self.orphans: dict[tuple[int, str], float] = {}  # (host, vm id) -> first seen (monotonic)
         self.lock = threading.Lock()
+        self.fence = fence  # checked before every write: False once this loop's lease may have lapsed
+        self.pool = ThreadPoolExecutor(max_workers=conf.AGENT_PARALLEL, thread_name_prefix="fleet-beat")
+        self.in_flight: dict[int, Future] = {}  # host pk -> its beat under way (or the last one)
+        self.due: dict[int, float] = {}  # host pk -> when its next beat may start (monotonic)
+        # host pk -> when this loop first asked it: a loop that just started (or took the lease over) asks a
+        # host for TTSTACK_HOST_TIMEOUT before it calls it silent, whatever age its last_seen has.
+        self.asked_since: dict[int, float] = {}
 
-    def beat(self):
-        hosts = list(Host.objects.all())
-        parallel(self.beat_host, hosts)
+    def beat(self, wait: bool = False):
+        """One round: a beat starts for each host whose previous beat has ended and whose next is due
+        (TTSTACK_HEARTBEAT after the previous one started). The loop runs rounds more often than that, so
+        a host is polled every heartbeat however long the others take. `wait`: beat every host now and
+        return once those beats have ended (the bench, tests)."""
+        started, now = [], time.monotonic()
+        if self.fence():
+            # hosts whose call hangs now (a failed call marks its host itself, in beat_host)
+            hanging = [pk for pk, beat in self.in_flight.items() if not beat.done()]
+            mark_silent_hosts_offline(pk for pk in hanging if now - self.asked_since[pk] >= conf.HOST_TIMEOUT)
+        hosts = list(Host.objects.exclude(state=HostState.DETACHED))
+        for host in hosts:
+            previous = self.in_flight.get(host.pk)
+            if (previous is None or previous.done()) and (wait or now >= self.due.get(host.pk, 0.0)):
+                self.due[host.pk] = now + conf.HEARTBEAT
+                self.asked_since.setdefault(host.pk, now)
+                self.in_flight[host.pk] = beat = self.pool.submit(self._beat_closing, host)
+                started.append(beat)
+        for gone in set(self.in_flight) - {host.pk for host in hosts}:
+            del self.in_flight[gone]
+            self.due.pop(gone, None)
+            self.asked_since.pop(gone, None)
+        if wait:
+            futures_wait(started)
+
+    def close(self):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _beat_closing(self, host: Host):
+        try:
+            self.beat_host(host)
+        except Exception:
+            log.exception("heartbeat of %s failed", host.addr)
+        finally:
+            connections.close_all()  # this thread's: a pool thread waiting on an agent holds none
 
     def beat_host(self, host: Host):
         now = timezone.now()  # taken before the agent is asked: rows written since are newer than its answer
@@ -85,8 +171,11 @@ class Heartbeat:
             if silent and host.state != HostState.OFFLINE:
                 fields["state"] = HostState.OFFLINE
                 log.warning("host %s offline: %s", host.addr, exc)
-            Host.objects.filter(pk=host.pk).update(**fields)
+            if self.fence():
+                Host.objects.filter(pk=host.pk).exclude(state=HostState.DETACHED).update(**fields)
             return
+        if not self.fence() or not Host.objects.filter(pk=host.pk).exclude(state=HostState.DETACHED).exists():
+            return  # the lease may be another loop's now, or the host was detached or removed meanwhile
         if host.state != HostState.ONLINE:
             log.info("host %s online", host.addr)
         host.apply_info(info)
@@ -148,6 +237,8 @@ class Heartbeat:
                 if now - first >= conf.ORPHAN_GRACE:
                     due[vm_id] = first
         for vm_id, first in due.items():  # agents are called without holding the lock
+            if not self.fence():
+                return
             try:
                 with AgentClient.for_host(host) as agent:
                     agent.delete_vm(vm_id)
@@ -174,27 +265,24 @@ def _repeat(name: str, period: float, work, stop):
 
 
 def run_forever(stop=lambda: False):
-    """Three rounds, each in its own thread so none waits for another: expiry (every tick; the database
-    only, no agent call), retried deletes (every tick) and the heartbeat (every TTSTACK_HEARTBEAT s),
-    both of which call agents. So a slow agent never delays an expiry, nor the lease's renewal, which
-    the expiry round does: all three work only while this process holds the lease."""
-    holding = threading.Event()
-    lease_ttl = max(15.0, conf.HOST_TIMEOUT)
+    """Four rounds, each in its own thread so none waits for another: the lease (every tick, database only),
+    expiry (every tick; database only), retried deletes (every tick) and the heartbeat (each host every
+    TTSTACK_HEARTBEAT s, in its pool), both of which call agents. So a slow agent never delays an expiry, nor the
+    lease's renewal; the three rounds act only while the lease holds (LeaseKeeper.held)."""
+    keeper = LeaseKeeper(max(15.0, conf.HOST_TIMEOUT))
+    heartbeat = Heartbeat(fence=keeper.held)
     log.info("fleet loop started (%s): heartbeat %.1f s, host timeout %.1f s, tick %.1f s",
              HOLDER, conf.HEARTBEAT, conf.HOST_TIMEOUT, conf.TICK)
 
-    def expiry():
-        if take_lease(lease_ttl):
-            holding.set()
-            lifecycle.expire_envs()
-        else:
-            holding.clear()
-
     def while_holding(work):
-        return lambda: work() if holding.is_set() else None
+        return lambda: work() if keeper.held() else None
 
-    for name, period, work in (("heartbeat", conf.HEARTBEAT, Heartbeat().beat), ("retried deletes", conf.TICK,
-                                                                              retry_deletes)):
-        threading.Thread(target=_repeat, args=(name, period, while_holding(work), stop),
+    for name, period, work in (("lease", conf.TICK, keeper.renew),
+                               ("heartbeat", min(conf.HEARTBEAT, 0.25), while_holding(heartbeat.beat)),
+                               ("retried deletes", conf.TICK, while_holding(lambda: retry_deletes(keeper.held)))):
+        threading.Thread(target=_repeat, args=(name, period, work, stop),
                          name=f"fleet-{name.replace(' ', '-')}", daemon=True).start()
-    _repeat("expiry", conf.TICK, expiry, stop)
+    try:
+        _repeat("expiry", conf.TICK, while_holding(lifecycle.expire_envs), stop)
+    finally:
+        heartbeat.close()

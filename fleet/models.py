@@ -138,9 +138,9 @@ class Vm(models.Model):
     id = models.CharField(primary_key=True, max_length=140)
     env = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="vms")
     index = models.PositiveSmallIntegerField(default=0)
-    # SET_NULL only ever hits VMs already gone: a host with live VMs is never deleted (fleet.hosts.remove_host,
-    # the only way the API and the admin delete hosts, refuses it).
-    host = models.ForeignKey(Host, on_delete=models.SET_NULL, null=True, related_name="vms")
+    # PROTECT: deleting a host that VM rows still point at raises instead of orphaning them. fleet.hosts.remove_host
+    # (the only way the API and the admin delete hosts) refuses while VMs are live and unlinks the gone ones.
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, null=True, related_name="vms")
     image = models.CharField(max_length=255)
     engine = models.CharField(max_length=16)
     cpu = models.PositiveIntegerField()

@@ -3,7 +3,8 @@
 Engines live in `agent.engines.<name>` and subclass `agent.engines.base.Engine` with `name = "<name>"`; the
 registry builds each one with its `from_settings()`. An engine whose module cannot be imported (a missing
 library) is unavailable, with the reason, instead of failing the agent. Probe results are cached; a failed
-probe is retried after PROBE_RETRY seconds so an engine that comes up later (dockerd started) is noticed.
+probe is retried after PROBE_RETRY seconds so an engine that comes up later (dockerd started) is noticed, and
+an engine with a cheap probe (`recheck_after`, docker: 1 s) is probed again that often, so one that dies is too.
 """
 
 from __future__ import annotations
@@ -65,15 +66,17 @@ def _seed_from_env() -> None:
         seeded = json.loads(text)
     except ValueError:
         return
-    now = time.monotonic()
-    for name, (ok, why) in seeded.items():
-        _probes.setdefault(name, (bool(ok), str(why), now))
+    now, wall = time.monotonic(), time.time()
+    for name, (ok, why, *probed_at) in seeded.items():
+        age = max(0.0, wall - float(probed_at[0])) if probed_at else 0.0  # as old as the probe itself
+        _probes.setdefault(name, (bool(ok), str(why), now - age))
 
 
 def export_probes() -> str:
-    """The cached probe results as JSON for PROBES_ENV."""
+    """The cached probe results as JSON for PROBES_ENV: [ok, why, when probed (unix time)]."""
     with _lock:
-        return json.dumps({name: [ok, why] for name, (ok, why, _t) in _probes.items()})
+        now, wall = time.monotonic(), time.time()
+        return json.dumps({name: [ok, why, wall - (now - t)] for name, (ok, why, t) in _probes.items()})
 
 
 def probe(name: str) -> tuple[bool, str]:
@@ -83,7 +86,7 @@ def probe(name: str) -> tuple[bool, str]:
     with _lock:
         _seed_from_env()
         cached = _probes.get(name)
-        if cached and (cached[0] or time.monotonic() - cached[2] < PROBE_RETRY):
+        if cached and time.monotonic() - cached[2] < _trusted_for(name, cached[0]):
             return cached[0], cached[1]
         try:
             ok, why = get(name).probe()
@@ -96,6 +99,18 @@ def probe(name: str) -> tuple[bool, str]:
             why = "probe failed"
         _probes[name] = (ok, why, time.monotonic())
         return ok, why
+
+
+def _trusted_for(name: str, ok: bool) -> float:
+    """How long a probe result stands: the engine's `recheck_after` when it has one (its probe is cheap: a
+    daemon that dies or comes back is seen at once), else a failure PROBE_RETRY s and a success for good."""
+    try:
+        recheck = get(name).recheck_after
+    except EngineUnavailable:
+        recheck = None
+    if recheck is not None:
+        return recheck
+    return PROBE_RETRY if not ok else float("inf")
 
 
 def available(name: str) -> Engine:

@@ -98,6 +98,9 @@ class Engine(ABC):
 
     name: str = ""
     image_kind: str = DISK_IMAGE
+    # A successful probe is trusted for this long, then probed again (None: for good). Engines whose probe is
+    # cheap set it, so a daemon that dies later (dockerd killed) shows as unavailable within seconds.
+    recheck_after: float | None = None
 
     @classmethod
     def from_settings(cls) -> Engine:

@@ -39,6 +39,7 @@ RUNNING_STATES = {"running", "restarting"}
 class DockerEngine(Engine):
     name = "docker"
     image_kind = "docker"
+    recheck_after = 1.0  # a ping: cheap enough to notice a dockerd that died
 
     @classmethod
     def from_settings(cls) -> DockerEngine:
@@ -227,12 +228,13 @@ class DockerEngine(Engine):
 
     def list_guests(self) -> dict[str, str]:
         import docker
+        import requests
 
         filters = {"label": [f"{LABEL_HOST}={self.host_id}"] if self.host_id else [LABEL_HOST]}
         try:
             containers = self.client().containers.list(all=True, filters=filters, sparse=True)
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"docker: {exc}") from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise EngineError(f"docker: {exc or type(exc).__name__}") from exc  # a dead dockerd: no socket
         found = {}
         for container in containers:
             attrs = container.attrs
@@ -270,11 +272,12 @@ class DockerEngine(Engine):
 
     def images(self) -> list[Image]:
         import docker
+        import requests
 
         try:
             found = self.client().images.list()
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"docker: {exc}") from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise EngineError(f"docker: {exc or type(exc).__name__}") from exc  # a dead dockerd: no socket
         images = []
         for image in found:
             for tag in image.tags:

@@ -150,7 +150,7 @@ HOST_ID = OpenApiParameter("id", {"type": "integer", "minimum": 1, "maximum": MA
 
 
 @extend_schema_view(retrieve=extend_schema(parameters=[HOST_ID]), partial_update=extend_schema(parameters=[HOST_ID]),
-                    destroy=extend_schema(parameters=[HOST_ID]))
+                    destroy=extend_schema(parameters=[HOST_ID]), detach=extend_schema(parameters=[HOST_ID]))
 class HostViewSet(OperatorOnly, viewsets.ViewSet):
     """Agents the controller places VMs on."""
 
@@ -196,6 +196,16 @@ class HostViewSet(OperatorOnly, viewsets.ViewSet):
     def destroy(self, request, pk=None):
         hosts.remove_host(self._host_id(pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={200: HostSerializer, **errors(403, 404)})
+    @action(detail=True, methods=["post"])
+    def detach(self, request, pk=None):
+        """Give the host up for good: its VMs become lost, their reservations are freed, environments being
+        deleted finish without its agent (others on it go failed); it can then be deleted. Registered again,
+        what its agent still runs for this controller is destroyed."""
+        host_id = self._host_id(pk)
+        hosts.detach_host(host_id)
+        return self._reply(host_id)
 
 
 @extend_schema(responses={200: FleetImageSerializer(many=True), **errors()})

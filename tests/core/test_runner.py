@@ -1,5 +1,7 @@
 """The shared runner: conditional claims, states, logs, failures."""
 
+import os
+
 import pytest
 
 from ttproject.tasks import runner
@@ -69,7 +71,7 @@ def test_a_task_whose_worker_keeps_dying_is_failed_not_requeued_forever(monkeypa
 def test_claim_records_the_process_that_runs_the_job(monkeypatch):
     monkeypatch.setattr(runner, "enqueue", lambda task_id: None)
     task = runner.submit("test.steps", params={"count": 0})
-    monkeypatch.setattr(runner.os, "getpid", lambda: 4242)
+    monkeypatch.setattr(os, "getpid", lambda: 4242)
     assert runner.claim(task.id)
     task.refresh_from_db()
     assert task.claimed_by.endswith(":4242")

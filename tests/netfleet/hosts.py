@@ -135,9 +135,10 @@ class NetHost:
             client.close()
 
     def containers(self) -> list:
-        """Every container of this host's daemon (running or not)."""
+        """Every container of this host's daemon (running or not); one removed between the list and its
+        inspect is left out."""
         with self.docker() as client:
-            return client.containers.list(all=True)
+            return client.containers.list(all=True, ignore_removed=True)
 
     def start_dockerd(self, timeout: float = 60):
         _drop_stale_pidfile(self.run_dir / "exec" / "containerd" / "containerd.pid")
@@ -296,7 +297,7 @@ class NetHost:
     def destroy(self):
         """Everything of this host gone, whatever state it is in (its processes killed as one)."""
         errors = []
-        for step in (self.unslow, lambda: cgroup_remove(self.name),
+        for step in (self.unslow, self.thaw_agent, lambda: cgroup_remove(self.name),
                      lambda: run(["ip", "netns", "del", self.name], check=False),
                      lambda: run(["ip", "link", "del", self.name], check=False)):
             try:

@@ -10,6 +10,7 @@ Only argument lists reach a process; names are checked against NAME before they 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import ipaddress
 import os
@@ -110,8 +111,21 @@ def cgroup_remove(name: str):
         if not top.exists():
             continue
         for sub in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            sub.rmdir()
-        top.rmdir()
+            _rmdir_when_empty(sub)
+        _rmdir_when_empty(top)
+
+
+def _rmdir_when_empty(path: Path, timeout: float = 10):
+    """rmdir of a cgroup whose killed processes the kernel may still be releasing (EBUSY for a moment,
+    seen after killing a frozen agent)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return path.rmdir()
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 # ------------------------------------------------------------------------------------------- network

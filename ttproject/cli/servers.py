@@ -117,6 +117,7 @@ def serve(role: str, *, port: int | None, bind: str | None = None, api_key: str 
     _setup(role)
     _prepare(role)
     _migrate()
+    _check_signing_key(role)
     sup = Supervisor()
     sup.spawn(f"{role} web", _daphne_argv(bind, port))
     if role in ("controller", "localvm") and not no_worker:
@@ -179,6 +180,7 @@ def localvm(port, no_worker):
 def worker(role):
     _setup(role)
     _migrate()
+    _check_signing_key(role)
     from ttproject.tasks.runner import requeue_orphans
 
     requeue_orphans()
@@ -190,7 +192,17 @@ def worker(role):
         # lets only one loop act when several workers run, and another takes over if it dies.
         sup.spawn("controller fleet loop", [*manage_argv, "fleet_loop"])
     # django-q replaces a worker it killed (task timeout) or that crashed; its task is handed out again.
-    sys.exit(sup.wait(every=30, tick=_requeue_quietly))
+    # Every 10 s: tasks of lost workers (pid gone here, heartbeat stale anywhere) handed back.
+    sys.exit(sup.wait(every=10, tick=_requeue_quietly))
+
+
+def _check_signing_key(role: str):
+    """Refuse (exit 2) to start with a secret key other than the one this database's processes use."""
+    from ttproject.tasks.workers import check_signing_key
+
+    if why := check_signing_key():
+        print(f"ttstack {role}: {why}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def _requeue_quietly():

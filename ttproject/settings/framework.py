@@ -108,7 +108,10 @@ CACHES = {
 # --- channels and django-q2: Redis when REDIS_URL is set, else in-process / ORM ---------------
 if REDIS_URL:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        # socket_timeout None: channels-redis waits 5 s in a blocking pop on an idle WebSocket, and redis-py 8's
+        # default 5 s read timeout would fire first and close every idle task WebSocket with 1011.
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                    "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]}}
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

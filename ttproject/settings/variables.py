@@ -87,6 +87,12 @@ SHARED = Group("Every role", "Read by the controller, the agent and localvm alik
     V("TTSTACK_TASK_TIMEOUT", "TASK_TIMEOUT", "integer", lambda v: 3700 if v["ROLE"] == "localvm" else 3600,
       "seconds a job may run; django-q2's `retry` is set 120 s above it, and a task whose worker died is "
       "handed out again (at most 3 times)", default_doc="3600 (localvm 3700)"),
+    V("TTSTACK_WORKER_TIMEOUT", "WORKER_TIMEOUT", "seconds", 30.0,
+      "a job worker whose heartbeat row is older than this is lost: its running tasks are handed to another "
+      "worker (at most 3 times), on whatever machine it ran; it beats every third of this"),
+    V("TTSTACK_TASK_PENDING_TIMEOUT", "TASK_PENDING_TIMEOUT", "seconds", 120.0,
+      "a task no worker has taken for this long is reported in its log and the workers' (no worker on its "
+      "queue, or one with another TTSTACK_SECRET_KEY)"),
     V("TTSTACK_TASK_POLL", "TASK_POLL_INTERVAL", "seconds", 0.25,
       "how often a WebSocket watcher re-reads its task row"),
     V("TTSTACK_TASKS_SYNC", "TASKS_SYNC", "boolean", False, "run jobs inline, without a worker (unit tests)"),
@@ -121,6 +127,9 @@ CONTROLLER = Group("Controller (`ttstack controller`)", "The fleet: hosts, envir
       "(expiry, retries)"),
     V("TTSTACK_DELETE_RETRY", "FLEET_DELETE_RETRY", "seconds", 20.0,
       "how long a delete job retries unreachable agents before leaving the rest to the fleet loop"),
+    V("TTSTACK_AGENT_PARALLEL", "FLEET_AGENT_PARALLEL", "integer", 8,
+      "agent calls one job, or one heartbeat round, makes at once (one thread each, each with at most one "
+      "database connection): a worker process holds at most 1 + this many connections (docs/scaling.md)"),
 ))
 
 AGENT = Group("Agent (`ttstack agent`)", "VMs on this host: engines, storage, ports.", (

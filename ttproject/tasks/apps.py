@@ -9,8 +9,13 @@ class TasksConfig(AppConfig):
 
     def ready(self):
         # Job functions register themselves on import; the worker must see all of them.
+        from django_q.signals import post_spawn, pre_execute
+
         from ttproject.api import schema  # noqa: F401  (registers the auth schemes)
 
-        from . import registry
+        from . import registry, workers
 
         registry.autodiscover()
+        # Each django-q worker process keeps its heartbeat row fresh from its start (Pulp's Worker).
+        post_spawn.connect(workers.keep_alive, dispatch_uid="ttstack-worker-heartbeat-spawn")
+        pre_execute.connect(workers.keep_alive, dispatch_uid="ttstack-worker-heartbeat-execute")

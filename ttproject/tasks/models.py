@@ -58,3 +58,28 @@ class Task(models.Model):
     @property
     def log_lines(self) -> list[str]:
         return self.logs.splitlines()
+
+
+class Worker(models.Model):
+    """One job-running process (Pulp's Worker): its row is refreshed every third of TTSTACK_WORKER_TIMEOUT
+    while it lives. A task claimed by a process whose row went stale is handed back, on whatever machine
+    that process ran (ttproject.tasks.runner.requeue_orphans)."""
+
+    name = models.CharField(primary_key=True, max_length=255, help_text="host:pid, as in Task.claimed_by")
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_heartbeat = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return self.name
+
+
+class SigningKey(models.Model):
+    """A fingerprint of the secret key the deployment's processes sign their queue messages with: the first
+    process to start records it, a process with another key refuses to start (ttproject.tasks.workers)."""
+
+    name = models.CharField(primary_key=True, max_length=32)
+    fingerprint = models.CharField(max_length=64)
+    recorded_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return self.name
