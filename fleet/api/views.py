@@ -1,4 +1,4 @@
-"""The controller's REST API (fleet contract: hosts, envs, vms, images, status). Views validate with the
+"""The controller's REST API (fleet contract: hosts, envs, vms, status; images in image_views.py). Views validate with the
 resource's serializer, call the domain (fleet.lifecycle, fleet.hosts) and answer with the serializer;
 domain errors become HTTP answers in ttproject.api.exceptions."""
 
@@ -21,7 +21,6 @@ from ..models import Environment, Host, Vm
 from .serializers import (
     EnvironmentRowSerializer,
     EnvironmentSerializer,
-    FleetImageSerializer,
     FleetStatusSerializer,
     HostSerializer,
     VmSerializer,
@@ -179,13 +178,6 @@ class HostViewSet(OperatorOnly, viewsets.ViewSet):
     def destroy(self, request, pk=None):
         hosts.remove_host(self._host_id(pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-@extend_schema(responses={200: FleetImageSerializer(many=True), **errors()})
-@api_view(["GET"])
-def images(request):
-    """Images across the fleet, each with the hosts that have it."""
-    return Response(FleetImageSerializer(queries.fleet_images(), many=True).data)
 
 
 @extend_schema(responses={200: FleetStatusSerializer, **errors()})
