@@ -105,7 +105,7 @@ class _Spread:
 
     def follow(self, host: Host, client: AgentClient, task_id: str) -> dict:
         """The agent's import task at its end, its progress copied here meanwhile."""
-        failures = 0
+        failures, logged_quarter = 0, 0
         while True:
             try:
                 agent_task = agent_images.task(client, task_id)
@@ -118,8 +118,12 @@ class _Spread:
                 continue
             progress = agent_task.get("result") or {}
             if isinstance(progress, dict) and agent_task.get("status") == "running":
-                self.update(host, state="copying", bytes=progress.get("bytes") or 0, total=progress.get("total"),
-                            percent=progress.get("percent"))
+                percent = progress.get("percent")
+                quarter = int(percent // 25) if isinstance(percent, int | float) else 0
+                note = f"{percent}% ({progress.get('bytes')} bytes)" if quarter > logged_quarter else None
+                logged_quarter = max(quarter, logged_quarter)
+                self.update(host, note, state="copying", bytes=progress.get("bytes") or 0,
+                            total=progress.get("total"), percent=percent)
             if agent_task.get("status") in ("completed", "failed"):
                 return agent_task
             time.sleep(POLL)
