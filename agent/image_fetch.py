@@ -14,6 +14,9 @@ import httpx
 from ttproject import errors
 
 CHUNK = 1 << 20
+# What one read from the socket yields: httpx holds bytes back until a chunk is full, so after a cut a
+# large chunk size would lose what was received but not yet yielded.
+NET_CHUNK = 64 << 10
 Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
 
 
@@ -98,7 +101,7 @@ class _Download:
             length = response.headers.get("Content-Length")
             if length is not None and length.isdigit():
                 self.total = self.done + int(length)
-            for chunk in response.iter_raw(CHUNK):
+            for chunk in response.iter_raw(NET_CHUNK):
                 self.out.write(chunk)
                 self.digest.update(chunk)
                 self.done += len(chunk)

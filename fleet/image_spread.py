@@ -117,7 +117,7 @@ class _Spread:
                 time.sleep(POLL)
                 continue
             progress = agent_task.get("result") or {}
-            if isinstance(progress, dict) and agent_task.get("status") == "running":
+            if isinstance(progress, dict) and progress.get("bytes") and agent_task.get("status") == "running":
                 percent = progress.get("percent")
                 quarter = int(percent // 25) if isinstance(percent, int | float) else 0
                 note = f"{percent}% ({progress.get('bytes')} bytes)" if quarter > logged_quarter else None
