@@ -15,8 +15,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
 
-from agent import image_store
+from agent import conf, image_store
 from agent.image_fetch import FetchError, fetch, is_url
 from ttproject import errors
 from ttproject.tasks import runner
@@ -129,6 +131,17 @@ def run(ctx) -> dict:
     finally:
         tmp.unlink(missing_ok=True)
     return {**report.state(done, done), "sha256": digest, "format": req.format}
+
+
+def fail_interrupted() -> None:
+    """At start-up: imports the last agent process was running when it died fail, and their temporary
+    files go (the agent runs no worker that could hand them out again)."""
+    interrupted = Task.objects.filter(action=ACTION, status__in=("pending", "running"))
+    interrupted.update(status="failed", error="the agent stopped during the import; start it again",
+                       finished_at=timezone.now(), updated_at=timezone.now(), version=F("version") + 1)
+    for directory in {conf.image_dir(), Path(settings.DATA_DIR)}:
+        for leftover in directory.glob(".*.import-*") if directory.is_dir() else ():
+            leftover.unlink(missing_ok=True)
 
 
 def _size(path: Path) -> tuple[int, int]:

@@ -10,9 +10,9 @@ import uuid
 import pytest
 
 from tests.agent.conftest import TINY, agent_server, docker_client, docker_tiny  # noqa: F401 - fixtures
-from tests.conftest import require
+from tests.conftest import require, wait_for
 
-from .conftest import image_files, sha256, wait_task
+from .conftest import image_files, random_file, sha256, wait_task
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -117,3 +117,24 @@ def test_docker_archive_import_and_removal_refused_while_in_use(agent_server, fi
             docker.images.remove(ref)
         except sdk.errors.ImageNotFound:
             pass
+
+
+def test_an_import_cut_by_the_agent_dying_leaves_no_partial_image(agent_server, file_server, faulty_link):  # noqa: F811
+    root, base = file_server
+    disk = random_file(root / "slow.raw", 4 << 20)
+    link = faulty_link(base.removeprefix("http://"))
+    link.rate = 256 << 10  # 16 s for the whole file: the agent dies well before the end
+    agent = agent_server()
+    images = agent.data_dir / "images"
+    with agent.client() as c:
+        r = c.post("/api/images", json={"name": "slow", "url": f"http://{link.addr}/slow.raw", "sha256": sha256(disk)})
+        task_id = r.json()["task"]
+        wait_for(lambda: (c.get(f"/api/tasks/{task_id}").json().get("result") or {}).get("bytes"),
+                 message="the import under way")
+        assert [name for name in image_files(images, "slow") if ".import-" in name]
+    agent.kill()
+    agent.start()
+    with agent.client() as c:
+        task = c.get(f"/api/tasks/{task_id}").json()
+        assert task["status"] == "failed" and "stopped during the import" in task["error"]
+        assert image_files(images, "slow") == [] and "slow" not in names(c)
