@@ -123,6 +123,8 @@ def run(ctx) -> dict:
             if docker:
                 image_id = image_store.load_docker_archive(tmp, req.name)
                 ctx.log(f"docker load: {req.name} is {image_id}")
+            elif req.format == "image-dir":
+                ctx.log(f"{req.name} is in place: {image_store.install_dir(tmp, req.name)}")
             else:
                 path = image_store.install_disk(tmp, req.name, req.format, digest)
                 ctx.log(f"{req.name} is in place: {path}")

@@ -4,7 +4,8 @@ The controller, with this host's key, asks for a ticket (`POST /api/images/NAME/
 to that image and an expiry, signed with HMAC-SHA256 under a secret only this agent holds
 (DATA_DIR/image_ticket_secret, 0600). The target agent downloads the path with the ticket as its only
 credential (it never sees this host's key), streamed, and may resume with `Range: bytes=N-` after a cut.
-Only single-file disk images are served (NAME.qcow2 / NAME.raw).
+A single-file disk (NAME.qcow2 / NAME.raw) is served as it is, a directory image as a bundle (a stable tar
+of its files, agent/image_bundle.py; format `image-dir`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ import hmac
 import os
 import re
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 from django.conf import settings
 from django.http import HttpResponseNotAllowed, JsonResponse, StreamingHttpResponse
 
-from agent import conf
+from agent import conf, image_bundle
 from agent.image_names import ImageNameError, check_name
 from agent.storage import image_dir
 from ttproject import errors
@@ -45,37 +45,39 @@ def _signature(name: str, expires: int) -> str:
     return hmac.new(_secret(), f"{name}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
 
-def _served_file(name: str) -> Path:
-    """The single file of a disk image; NotFound / Refused in words for the controller's task."""
-    check_name(name)
-    image = image_dir.find_disk_image(name, conf.image_dir())
-    if image is None or image.disk is None:
-        raise errors.NotFound(f"no disk image {name!r} on this host")
-    if image.disk.parent != conf.image_dir().resolve():
-        raise errors.Refused(f"image {name!r} is a directory image (disk, kernel, initrd); only single-file "
-                             "disks are spread host to host: import it on each host from a URL")
-    return image.disk
+class Served:
+    """What GET .../content sends for an image: its layout (agent/image_bundle.py), format and sha256."""
 
+    def __init__(self, name: str):
+        check_name(name)
+        image = image_dir.find_disk_image(name, conf.image_dir())
+        if image is None or image.disk is None:
+            raise errors.NotFound(f"no disk image {name!r} on this host")
+        self.image = image
+        self.directory = conf.image_dir().resolve() / name
+        self.single = image.disk.parent == conf.image_dir().resolve()
+        if self.single:
+            self.layout = [(image.disk, image.disk.stat().st_size)]
+            self.format = image_dir.DISK_SUFFIXES[image.disk.suffix]
+        else:
+            self.layout = image_bundle.layout_of_dir(self.directory)
+            self.format = "image-dir"
+        self.size = image_bundle.size_of(self.layout)
 
-def sha256_of(path: Path) -> str:
-    """The recorded sha256 of an image file, computed (and recorded) when there is none yet."""
-    known = image_dir.recorded_sha256(path)
-    if known:
-        return known
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    image_dir.record_sha256(path, digest.hexdigest())
-    return digest.hexdigest()
+    def sha256(self) -> str:
+        if self.single:
+            return image_bundle.file_sha256(self.image.disk, CHUNK)
+        return image_bundle.bundle_sha256(self.directory, CHUNK)
 
 
 def issue_ticket(name: str) -> dict:
-    path = _served_file(name)
+    served = Served(name)
     expires = int(time.time() + float(settings.AGENT_IMAGE_TICKET_TTL))
     ticket = f"{expires}.{_signature(name, expires)}"
     return {"name": name, "path": f"/api/images/{quote(name)}/content?ticket={ticket}", "expires_at": expires,
-            "sha256": sha256_of(path), "size": path.stat().st_size, "format": image_dir.DISK_SUFFIXES[path.suffix]}
+            "sha256": served.sha256(), "size": served.size, "format": served.format,
+            # what GET /api/images lists for it (a directory image: its disk's), to tell a host has it already
+            "image_sha256": served.image.extra.get("sha256", "") if not served.single else served.sha256()}
 
 
 def ticket_valid(name: str, ticket: str) -> bool:
@@ -85,20 +87,14 @@ def ticket_valid(name: str, ticket: str) -> bool:
     return hmac.compare_digest(signature, _signature(name, int(expires)))
 
 
-async def _chunks(path: Path, start: int, end: int):
-    """The bytes start..end (inclusive), read in a thread so the event loop keeps serving."""
-    fh = await asyncio.to_thread(path.open, "rb")
+async def _chunks(layout: list, start: int, end: int):
+    """The bytes start..end (inclusive), each chunk read in a thread so the event loop keeps serving."""
+    pieces = image_bundle.read(layout, start, end, CHUNK)
     try:
-        await asyncio.to_thread(fh.seek, start)
-        left = end - start + 1
-        while left > 0:
-            chunk = await asyncio.to_thread(fh.read, min(CHUNK, left))
-            if not chunk:
-                return
-            left -= len(chunk)
+        while chunk := await asyncio.to_thread(next, pieces, b""):
             yield chunk
     finally:
-        fh.close()
+        pieces.close()
 
 
 def content(request, name: str):
@@ -113,10 +109,10 @@ def content(request, name: str):
         return JsonResponse({"detail": "a valid, unexpired image ticket is required (POST /api/images/NAME/"
                                        "ticket with the host's key)"}, status=403)
     try:
-        path = _served_file(name)
+        served = Served(name)
     except errors.DomainError as exc:
         return JsonResponse({"detail": exc.message}, status=404)
-    size = path.stat().st_size
+    size = served.size
     start, end, status = 0, size - 1, 200
     wanted = request.headers.get("Range")
     if wanted:
@@ -126,7 +122,7 @@ def content(request, name: str):
             reply["Content-Range"] = f"bytes */{size}"
             return reply
         start, end, status = int(match[1]), min(int(match[2] or size - 1), size - 1), 206
-    body = _chunks(path, start, end) if request.method == "GET" else _nothing()
+    body = _chunks(served.layout, start, end) if request.method == "GET" else _nothing()
     reply = StreamingHttpResponse(body, status=status, content_type="application/octet-stream")
     reply["Content-Length"] = str(end - start + 1)
     reply["Accept-Ranges"] = "bytes"

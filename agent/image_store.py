@@ -20,7 +20,8 @@ from agent.storage import image_dir
 from ttproject import errors
 
 DISK_FORMATS = ("qcow2", "raw")
-FORMATS = (*DISK_FORMATS, "docker-archive")
+# image-dir: a bundle of a directory image (agent/image_bundle.py), as one agent serves it to another
+FORMATS = (*DISK_FORMATS, "docker-archive", "image-dir")
 QCOW2_MAGIC = b"QFI\xfb"
 
 
@@ -101,6 +102,35 @@ def install_disk(tmp: Path, name: str, fmt: str, sha256: str) -> Path:
     finally:
         os.close(dir_fd)
     return final
+
+
+def install_dir(tmp: Path, name: str) -> Path:
+    """Unpack a checked bundle (flat regular files only) beside it, check its image.json, rename it to NAME."""
+    unpacked = tmp.with_name(tmp.name + ".d")
+    unpacked.mkdir(mode=0o755)
+    try:
+        try:
+            with tarfile.open(tmp, format=tarfile.USTAR_FORMAT) as tar:
+                for member in tar:
+                    if not member.isfile() or "/" in member.name or member.name.startswith("."):
+                        raise BadImage(f"the bundle holds {member.name!r}: only plain files of the image")
+                    with tar.extractfile(member) as src, (unpacked / member.name).open("xb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                        out.flush()
+                        os.fsync(out.fileno())
+                    (unpacked / member.name).chmod(0o644)
+        except tarfile.TarError as exc:
+            raise BadImage(f"the file is not an image bundle: {exc}") from exc
+        if image_dir.image_of_dir(unpacked) is None:
+            raise BadImage("the bundle's image.json does not describe a usable image (see the agent's log)")
+        final = tmp.parent / name
+        if image_dir.find_disk_image(name, tmp.parent) is not None:
+            raise errors.Conflict(f"image {name!r} appeared on this host while it was being imported")
+        os.rename(unpacked, final)
+        return final
+    finally:
+        if unpacked.exists():
+            shutil.rmtree(unpacked)
 
 
 def load_docker_archive(tmp: Path, ref: str) -> str:

@@ -90,18 +90,20 @@ class _Spread:
         if log:
             self.ctx.log(f"{host.addr}: {log}")
 
-    def source_body(self) -> dict:
-        """What the target agent is asked to import: the URL, or a fresh ticket URL on the source."""
+    def source_body(self) -> tuple[dict, str]:
+        """What the target agent is asked to import (the URL, or a fresh ticket URL on the source), and the
+        sha256 a host lists for the image once it has it."""
         body = {"name": self.name}
         if self.params.get("source_host") is None:
             body.update(url=self.params["url"], sha256=self.params["sha256"])
             if self.params.get("format"):
                 body["format"] = self.params["format"]
-            return body
+            return body, body["sha256"]
         source = Host.objects.get(pk=self.params["source_host"])
         with AgentClient.for_host(source) as client:
             ticket = agent_images.ticket(client, self.name)
-        return {**body, "url": _url(source, ticket["path"]), "sha256": ticket["sha256"], "format": ticket["format"]}
+        body.update(url=_url(source, ticket["path"]), sha256=ticket["sha256"], format=ticket["format"])
+        return body, ticket.get("image_sha256") or ticket["sha256"]
 
     def follow(self, host: Host, client: AgentClient, task_id: str) -> dict:
         """The agent's import task at its end, its progress copied here meanwhile."""
@@ -135,9 +137,9 @@ class _Spread:
         with AgentClient.for_host(host, timeout=30) as client:
             for attempt in range(1, IMPORT_ATTEMPTS + 1):
                 try:
-                    body = self.source_body()
+                    body, listed_sha256 = self.source_body()
                     known = _has(host, self.name)
-                    if known and known.get("sha256") and known["sha256"] == body["sha256"]:
+                    if known and known.get("sha256") and known["sha256"] == listed_sha256:
                         self.update(host, "has it already", state="present", percent=100.0)
                         return ""
                     agent_task = self.follow(host, client, agent_images.start_import(client, body))

@@ -85,6 +85,11 @@ def _from_dir(path: Path) -> Image | None:
                         "sha256": str(meta.get("sha256", ""))})
 
 
+def image_of_dir(path: Path) -> Image | None:
+    """The directory image at `path` (any name), None when its image.json does not describe one."""
+    return _from_dir(path)
+
+
 def _from_file(path: Path) -> Image:
     return Image(name=path.stem, engine_kind=DISK_IMAGE, disk=path.resolve(),
                  disk_format=DISK_SUFFIXES[path.suffix], size=path.stat().st_blocks * 512,

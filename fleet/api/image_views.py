@@ -24,7 +24,7 @@ class SpreadImageSerializer(serializers.Serializer):
     sha256 = serializers.RegexField(SHA256, required=False, help_text="required with url")
     format = serializers.ChoiceField(choices=FORMATS, required=False, help_text="default: from the URL's suffix")
     source_host = serializers.IntegerField(required=False, min_value=1, help_text="id of a host that has the "
-                                                                                   "image (single-file disks)")
+                                                                                   "image (disk images)")
     hosts = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, allow_empty=False,
                                   help_text="target host ids (default: every online host but the source)")
 

@@ -8,6 +8,7 @@ spread completes; a link that cuts every time fails the task clearly and leaves 
 from __future__ import annotations
 
 import json
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -71,6 +72,26 @@ def test_spread_host_to_host_with_progress_retries_a_cut_and_fails_clean(
             assert final["result"]["hosts"][str(host_id)]["state"] == "done"
         assert link.cuts_done == 2 and link.range_requests >= 2  # cut twice, resumed from where it stopped
         assert hosts_having(c, "first") == {i: sha256(first) for i in ids}
+
+        # a directory image (disk + kernel + image.json) travels as a bundle; a host that has it is left alone
+        link.rate, link.cut_after = None, None
+        bundle = source.data_dir / "images" / "dir-image"
+        bundle.mkdir()
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(bundle / "disk.qcow2"), "64M"], check=True)
+        random_file(bundle / "vmlinuz", 100_000)
+        (bundle / "image.json").write_text(json.dumps({"disk": "disk.qcow2", "kernel": "vmlinuz",
+                                                       "sha256": sha256(bundle / "disk.qcow2")}))
+        wait_for(lambda: hosts_having(c, "dir-image"), message="the directory image listed")
+        for expected in ("done", "present"):
+            r = c.post("/api/images", json={"name": "dir-image", "source_host": source_id})
+            task = wait_task(c, r.json()["task"])
+            assert task["status"] == "completed", task
+            assert {h["state"] for h in task["result"]["hosts"].values()} == {expected}
+        for target in targets:
+            copy = target.data_dir / "images" / "dir-image"
+            assert sorted(p.name for p in copy.iterdir()) == ["disk.qcow2", "image.json", "vmlinuz"]
+            assert all((copy / f).read_bytes() == (bundle / f).read_bytes() for f in ("disk.qcow2", "vmlinuz"))
+        assert set(hosts_having(c, "dir-image").values()) == {sha256(bundle / "disk.qcow2")}
 
         link.rate, link.cut_after, link.cuts = None, 256 * 1024, -1  # every connection cut at 256 KiB
         r = c.post("/api/images", json={"name": "doomed", "source_host": source_id, "hosts": target_ids[:1]})
