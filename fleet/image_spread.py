@@ -18,6 +18,7 @@ import time
 
 from django.db import transaction
 
+from agent.image_names import ImageNameError, check_docker_ref, check_name
 from ttproject import errors
 from ttproject.tasks import runner
 from ttproject.tasks.registry import job
@@ -41,9 +42,18 @@ def _url(host: Host, path: str) -> str:
     return f"{host.addr if '://' in host.addr else 'http://' + host.addr}{path}"
 
 
+def check_image_name(name: str) -> str:
+    """A disk image name or a docker reference (agent.image_names); Invalid (400) otherwise."""
+    try:
+        return check_name(name)
+    except ImageNameError:
+        return check_docker_ref(name)
+
+
 def start_spread(data: dict):
-    """Check hosts and source, then submit the task; Invalid/NotFound/Refused before anything starts."""
-    name = data["name"]
+    """Check name, hosts and source, then submit the task; Invalid/NotFound/Refused before anything starts.
+    The job may run again (a worker that died): hosts that got the image meanwhile are then `present`."""
+    name = check_image_name(data["name"])
     source = None
     if data.get("source_host") is not None:
         source = Host.objects.filter(pk=data["source_host"]).first()
@@ -188,6 +198,7 @@ def delete_everywhere(name: str, host_ids: list[int] | None) -> dict:
     is touched, while a live VM of this controller uses it there; the agents refuse too (their own VMs)."""
     from .models import Vm
 
+    check_image_name(name)
     hosts = list(Host.objects.filter(pk__in=host_ids) if host_ids else
                  [h for h in Host.objects.order_by("id") if _has(h, name)])
     if host_ids and len(hosts) != len(set(host_ids)):
