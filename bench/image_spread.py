@@ -7,7 +7,10 @@ the same file over the same link, in the same process (goal: >= 0.8x).
 - raw copy: the file sent with sendfile(2) over a TCP connection on the same loopback and written, fsync'ed,
   into the target agent's image directory (no checksum, no HTTP).
 
-    .venv/bin/python bench/image_spread.py [--mib 512] [--rounds 3]
+With `--link-mbps N` both go through the same TCP proxy in this process that passes N MB/s per connection
+(tests/imports/conftest.py FaultyLink), standing in for a network link slower than loopback.
+
+    .venv/bin/python bench/image_spread.py [--mib 512] [--rounds 3] [--link-mbps 110]
 """
 
 import argparse
@@ -28,9 +31,17 @@ os.environ.pop("TTSTACK_API_KEY", None)
 MIB = 1 << 20
 
 
-def raw_copy(src: Path, dest: Path) -> float:
+def raw_copy(src: Path, dest: Path, link_mbps: float | None) -> float:
     """Seconds to send `src` over loopback TCP with sendfile and write it to `dest` (fsync'ed)."""
     listener = socket.create_server(("127.0.0.1", 0))
+    address = listener.getsockname()
+    link = None
+    if link_mbps:
+        from tests.imports.conftest import FaultyLink
+
+        link = FaultyLink(f"127.0.0.1:{address[1]}")
+        link.rate = link_mbps * 1e6
+        address = ("127.0.0.1", int(link.addr.rsplit(":", 1)[1]))
 
     def serve():
         conn, _ = listener.accept()
@@ -42,7 +53,7 @@ def raw_copy(src: Path, dest: Path) -> float:
     sender.start()
     buf = bytearray(1 << 20)
     view = memoryview(buf)
-    with socket.create_connection(listener.getsockname()) as sock, dest.open("wb") as out:
+    with socket.create_connection(address) as sock, dest.open("wb") as out:
         while n := sock.recv_into(buf):
             out.write(view[:n])
         out.flush()
@@ -50,6 +61,8 @@ def raw_copy(src: Path, dest: Path) -> float:
     elapsed = time.perf_counter() - start
     sender.join()
     listener.close()
+    if link:
+        link.close()
     dest.unlink()
     return elapsed
 
@@ -58,6 +71,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--mib", type=int, default=512, help="size of the image (MiB)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--link-mbps", type=float, default=None, help="pass both copies through a link of this "
+                                                                        "many MB/s (default: plain loopback)")
     args = parser.parse_args()
 
     import httpx
@@ -94,13 +109,21 @@ def main():
 
         r = agent_http[source].post("/api/images", json={"name": "bench", "path": str(image), "sha256": digest})
         wait(agent_http[source], r.json()["task"])
-        ids = [http.post("/api/hosts", json={"addr": s.addr, "api_key": "k"}).json()["id"] for s in (source, target)]
+        source_addr = source.addr
+        if args.link_mbps:
+            from tests.imports.conftest import FaultyLink
+
+            link = FaultyLink(source.addr)
+            link.rate = args.link_mbps * 1e6
+            source_addr = link.addr
+        ids = [http.post("/api/hosts", json={"addr": addr, "api_key": "k"}).json()["id"]
+               for addr in (source_addr, target.addr)]
         target_dir = target.data_dir / "images"
         target_dir.mkdir(exist_ok=True)
 
         spread, agent_side, raw = [], [], []
         for _ in range(args.rounds):
-            raw.append(raw_copy(image, target_dir / ".raw-copy"))
+            raw.append(raw_copy(image, target_dir / ".raw-copy", args.link_mbps))
             agent_http[target].delete("/api/images/bench")
             start = time.perf_counter()
             r = http.post("/api/images", json={"name": "bench", "source_host": ids[0], "hosts": [ids[1]]})
@@ -110,7 +133,9 @@ def main():
             agent_side.append(agent_task["updated_at"] - agent_task["created_at"])
         raw_s, spread_s, agent_s = (statistics.median(x) for x in (raw, spread, agent_side))
         mb = args.mib * MIB / 1e6
-        print(f"image spread of {args.mib} MiB, median of {args.rounds} (loopback, {os.cpu_count()} CPUs)")
+        link_words = f"a {args.link_mbps:g} MB/s link" if args.link_mbps else "loopback"
+        print(f"image spread of {args.mib} MiB, median of {args.rounds} ({link_words}, {os.cpu_count()} CPUs, "
+              f"load {os.getloadavg()[0]:.1f})")
         print(f"  raw copy (sendfile over TCP, fsync)   {raw_s:7.2f} s  {mb / raw_s:8.1f} MB/s")
         print(f"  ttstack spread, POST -> completed     {spread_s:7.2f} s  {mb / spread_s:8.1f} MB/s  "
               f"ratio {raw_s / spread_s:.2f}x of raw (goal >= 0.8x)")

@@ -46,4 +46,12 @@ def delete(client: AgentClient, name: str) -> bool:
 
 
 def images(client: AgentClient) -> list[dict]:
+    """The agent's images as its /api/info reports them (checked), for the host row."""
     return client.info()["images"]
+
+
+def find(client: AgentClient, name: str) -> dict | None:
+    """The agent's image `name` as it lists it now (not as the last heartbeat saw it), None without one."""
+    listed = client._json(client._call("GET", "/api/images"), "GET /api/images")
+    return next((i for i in listed if isinstance(i, dict) and i.get("name") == name), None) \
+        if isinstance(listed, list) else None

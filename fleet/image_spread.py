@@ -148,7 +148,7 @@ class _Spread:
             for attempt in range(1, IMPORT_ATTEMPTS + 1):
                 try:
                     body, listed_sha256 = self.source_body()
-                    known = _has(host, self.name)
+                    known = agent_images.find(client, self.name)
                     if known and known.get("sha256") and known["sha256"] == listed_sha256:
                         self.update(host, "has it already", state="present", percent=100.0)
                         return ""
