@@ -207,18 +207,23 @@ def delete_everywhere(name: str, host_ids: list[int] | None) -> dict:
     if users:
         raise errors.Conflict(f"image {name!r} is used by VM(s) {', '.join(users)}; delete them first")
 
+    refused = []  # the agents' 409s: a VM of theirs uses it
+
     def remove(host: Host) -> str:
         with AgentClient.for_host(host) as client:
             try:
                 deleted = agent_images.delete(client, name)
             except AgentError as exc:
+                if exc.status == 409:
+                    refused.append(host.addr)
                 return f"error: {exc}"
             _refresh_images(host, client)
             return "deleted" if deleted else "absent"
 
     outcome = dict(zip([h.addr for h in hosts], parallel(remove, hosts), strict=True))
     if any(value.startswith("error") for value in outcome.values()):
-        raise errors.Conflict(f"image {name!r}: " + "; ".join(f"{addr}: {v}" for addr, v in outcome.items()))
+        words = f"image {name!r}: " + "; ".join(f"{addr}: {v}" for addr, v in outcome.items())
+        raise errors.Conflict(words) if refused else errors.UpstreamFailed(words)
     if "deleted" not in outcome.values():
         raise errors.NotFound(f"no host has image {name!r}")
     return {"name": name, "hosts": outcome}
