@@ -26,6 +26,8 @@ def image_json(image: Image, engines: list[str]) -> dict:
         "format": "docker" if docker else image.disk_format,
         "size": int(image.size),
         "description": image.extra.get("description", ""),
+        # disk: of the disk file (recorded by an import or the image's build); docker: the image id
+        "sha256": (image.extra.get("id") or "").removeprefix("sha256:") if docker else image.extra.get("sha256", ""),
     }
 
 

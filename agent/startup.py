@@ -29,7 +29,9 @@ def prepare():
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)
-    from agent import engines
+    from agent import engines, image_import
+
+    image_import.fail_interrupted()
     from agent.reconcile import reconcile
 
     try:

@@ -90,5 +90,6 @@ def fleet_images() -> list[dict]:
             for engine in img.get("engines") or []:
                 if engine not in entry["engines"]:
                     entry["engines"].append(engine)
-            entry["hosts"].append({"id": host["id"], "addr": host["addr"], "state": host["state"]})
+            entry["hosts"].append({"id": host["id"], "addr": host["addr"], "state": host["state"],
+                                   "sha256": img.get("sha256") or ""})
     return sorted(merged.values(), key=lambda e: e["name"])

@@ -156,6 +156,9 @@ class ImageSerializer(serializers.Serializer):
     format = serializers.CharField()
     size = serializers.IntegerField(help_text="bytes")
     description = serializers.CharField(allow_blank=True)
+    sha256 = serializers.CharField(allow_blank=True, default="", help_text=(
+        "disk: sha256 of the disk file when known (an import checked it, or the build recorded it); "
+        "docker: the image id"))
 
 
 class ResourcesSerializer(serializers.Serializer):

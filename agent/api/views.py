@@ -1,4 +1,5 @@
-"""Agent API views: thin wrappers around the domain modules (lifecycle, guest_state, hostinfo, image_lookup).
+"""Agent API views: thin wrappers around the domain modules (lifecycle, guest_state, hostinfo); the image
+routes are in image_views.py.
 Domain errors leave as HTTP through the global handler (ttproject.api.exceptions)."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -6,13 +7,12 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
-from agent import guest_state, hostinfo, image_lookup, lifecycle, ssh_ready
+from agent import guest_state, hostinfo, lifecycle, ssh_ready
 from agent.api.serializers import (
     ConsoleQuerySerializer,
     ConsoleSerializer,
     CreateFailedSerializer,
     CreateVmSerializer,
-    ImageSerializer,
     InfoSerializer,
     VmSerializer,
 )
@@ -26,6 +26,7 @@ _ERROR_TEXT = {
     409: "conflicts with the VM's state, or the id exists with other parameters",
     422: "well formed but cannot be carried out here (engine not available, above the host's capacity, "
          "no free host port)",
+    501: "not supported by this agent's storage (disk image imports need the file storage)",
     502: "the engine failed; the VM's state says what is left",
 }
 
@@ -40,13 +41,6 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
 def info(request):
     """Host id, engines (probed), storage, resources (total and reserved by this agent's VMs), images."""
     return Response(hostinfo.info())
-
-
-@extend_schema(responses={200: ImageSerializer(many=True), **errors()})
-@api_view(["GET"])
-def images(request):
-    """Disk images of the storage and the images of the other engines (docker's local images)."""
-    return Response(image_lookup.list_images())
 
 
 class VmViewSet(viewsets.ViewSet):

@@ -5,8 +5,12 @@ Layout:
   NAME/image.json + files            {"disk": "disk.qcow2", "format": "qcow2", "kernel": "vmlinuz",
                                      "initrd": "initrd.img", "cmdline": "...", "os": "linux",
                                      "description": "..."}; paths relative to NAME/, kernel/initrd optional
+  .NAME.qcow2.sha256                 the sha256 of NAME.qcow2 as an import checked it (JSON: sha256, size,
+                                     mtime_ns; stale once the file's size or mtime differ)
+  .NAME.import-TASK                  an import in progress (never listed; removed when it fails)
 A file named in image.json must stay inside NAME/ (a "../x" makes the image unusable). Names are checked
-(agent.image_names) before any path is built from them.
+(agent.image_names) before any path is built from them. A directory image's sha256 is image.json's
+"sha256" (of its disk).
 """
 
 from __future__ import annotations
@@ -21,6 +25,29 @@ from agent.image_names import ImageNameError, check_name
 log = logging.getLogger(__name__)
 
 DISK_SUFFIXES = {".qcow2": "qcow2", ".raw": "raw", ".img": "raw"}
+
+
+def digest_file(image_file: Path) -> Path:
+    return image_file.with_name(f".{image_file.name}.sha256")
+
+
+def recorded_sha256(image_file: Path) -> str:
+    """The sha256 recorded beside a single-file image, "" when none is or the file changed since."""
+    try:
+        record = json.loads(digest_file(image_file).read_text())
+        stat = image_file.stat()
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(record, dict) or record.get("size") != stat.st_size or \
+            record.get("mtime_ns") != stat.st_mtime_ns:
+        return ""
+    return str(record.get("sha256", ""))
+
+
+def record_sha256(image_file: Path, sha256: str) -> None:
+    stat = image_file.stat()
+    digest_file(image_file).write_text(json.dumps({"sha256": sha256, "size": stat.st_size,
+                                                   "mtime_ns": stat.st_mtime_ns}) + "\n")
 
 
 def _inside(path: Path, meta: dict, key: str) -> Path | None:
@@ -54,13 +81,19 @@ def _from_dir(path: Path) -> Image | None:
     fmt = meta.get("format") or DISK_SUFFIXES.get(disk.suffix, "qcow2")
     return Image(name=path.name, engine_kind=DISK_IMAGE, disk=disk, disk_format=fmt, kernel=kernel,
                  initrd=initrd, cmdline=meta.get("cmdline", ""), size=size,
-                 extra={"description": meta.get("description", ""), "os": meta.get("os", "linux")})
+                 extra={"description": meta.get("description", ""), "os": meta.get("os", "linux"),
+                        "sha256": str(meta.get("sha256", ""))})
+
+
+def image_of_dir(path: Path) -> Image | None:
+    """The directory image at `path` (any name), None when its image.json does not describe one."""
+    return _from_dir(path)
 
 
 def _from_file(path: Path) -> Image:
     return Image(name=path.stem, engine_kind=DISK_IMAGE, disk=path.resolve(),
                  disk_format=DISK_SUFFIXES[path.suffix], size=path.stat().st_blocks * 512,
-                 extra={"description": f"disk image {path.name}"})
+                 extra={"description": f"disk image {path.name}", "sha256": recorded_sha256(path)})
 
 
 def disk_images(directory: Path) -> list[Image]:

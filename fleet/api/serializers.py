@@ -242,6 +242,8 @@ class FleetImageHostSerializer(RowSerializerMixin, serializers.Serializer):
     id = serializers.IntegerField(help_text="the host's id")
     addr = serializers.CharField()
     state = NamedChoiceField("HostState", HostState.choices)
+    sha256 = serializers.CharField(allow_blank=True, help_text="as this host reports it (disk: of the file, when "
+                                                               "known; docker: the image id)")
 
 
 class FleetImageSerializer(RowSerializerMixin, serializers.Serializer):

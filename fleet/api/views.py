@@ -1,4 +1,4 @@
-"""The controller's REST API (fleet contract: hosts, envs, vms, images, status). Views validate with the
+"""The controller's REST API (fleet contract: hosts, envs, vms, status; images in image_views.py). Views validate with the
 resource's serializer, call the domain (fleet.lifecycle, fleet.hosts) and answer with the serializer;
 domain errors become HTTP answers in ttproject.api.exceptions."""
 
@@ -23,7 +23,6 @@ from ..models import Environment, Host, Vm
 from .serializers import (
     EnvironmentRowSerializer,
     EnvironmentSerializer,
-    FleetImageSerializer,
     FleetStatusSerializer,
     HostSerializer,
     VmSerializer,
@@ -206,13 +205,6 @@ class HostViewSet(OperatorOnly, viewsets.ViewSet):
         host_id = self._host_id(pk)
         hosts.detach_host(host_id)
         return self._reply(host_id)
-
-
-@extend_schema(responses={200: FleetImageSerializer(many=True), **errors()})
-@api_view(["GET"])
-def images(request):
-    """Images across the fleet, each with the hosts that have it."""
-    return Response(FleetImageSerializer(queries.fleet_images(), many=True).data)
 
 
 @extend_schema(responses={200: FleetStatusSerializer, **errors()})

@@ -28,9 +28,15 @@ def _size(value) -> str:
     return "-"
 
 
+def _sha256s(image: dict) -> str:
+    """The short sha256 the hosts report (several when they differ), "-" when none is known."""
+    found = sorted({h.get("sha256") or "" for h in image.get("hosts") or []} - {""})
+    return ",".join(sha[:12] for sha in found) or "-"
+
+
 def render_images(images: list):
-    return table(("NAME", "KIND", "FORMAT", "SIZE", "ENGINES", "HOSTS"),
-                 [(i.get("name"), i.get("kind"), i.get("format"), _size(i.get("size")),
+    return table(("NAME", "KIND", "FORMAT", "SIZE", "SHA256", "ENGINES", "HOSTS"),
+                 [(i.get("name"), i.get("kind"), i.get("format"), _size(i.get("size")), _sha256s(i),
                    ",".join(i.get("engines") or []), " ".join(h.get("addr", "") for h in i.get("hosts") or []))
                   for i in images])
 

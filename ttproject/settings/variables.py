@@ -160,6 +160,10 @@ AGENT = Group("Agent (`ttstack agent`)", "VMs on this host: engines, storage, po
     V("TTSTACK_DEBIAN_MIRROR", "AGENT_DEBIAN_MIRROR", "url", None,
       "Debian mirror the debian-12 images are built from", default_doc="the Debian archive of this "
       "machine's apt sources"),
+    V("TTSTACK_IMAGE_FETCH_ATTEMPTS", "AGENT_IMAGE_FETCH_ATTEMPTS", "integer", 3,
+      "connections an image import makes before it fails: after a cut it resumes where it stopped (HTTP Range)"),
+    V("TTSTACK_IMAGE_TICKET_TTL", "AGENT_IMAGE_TICKET_TTL", "seconds", 900.0,
+      "how long a ticket to download an image from this agent (agent-to-agent spread) stays valid"),
     V("TTSTACK_ENGINE_PROBES", None, "string", None,
       "internal: `ttstack agent` hands its start-up probe results to the web process in it"),
 ))

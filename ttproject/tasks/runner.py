@@ -9,6 +9,7 @@ A worker that was given up on cannot finish or log on a task handed to another (
 
 import logging
 import socket
+import threading
 import traceback
 from datetime import timedelta
 from typing import Any
@@ -48,6 +49,26 @@ def submit(action: str, *, target: str = "", owner: str = "", params: dict | Non
     task = Task.objects.create(action=action, target=target, owner=owner, params=params or {})
     transaction.on_commit(lambda: enqueue(task.id))
     return task
+
+
+def submit_here(action: str, *, target: str = "", owner: str = "", params: dict | None = None) -> Task:
+    """Like submit(), for a role without a worker (the agent): the job runs in a thread of this process
+    once the surrounding transaction commits, with the same claim, progress and end as a worker's."""
+    if action not in JOBS:
+        raise KeyError(f"no job registered for action {action!r}")
+    task = Task.objects.create(action=action, target=target, owner=owner, params=params or {})
+    transaction.on_commit(lambda: threading.Thread(target=_execute_here, args=(task.id,), daemon=True,
+                                                   name=f"task-{task.id[:8]}").start())
+    return task
+
+
+def _execute_here(task_id: str):
+    from django.db import connection
+
+    try:
+        execute(task_id)
+    finally:
+        connection.close()  # this thread's connection only
 
 
 def enqueue(task_id: str):

@@ -6,6 +6,7 @@ from django.urls import include, path
 from .common import common_patterns, handlers, task_router  # noqa: F401
 
 urlpatterns = [
+    *task_router.urls,  # image imports run as tasks (agent/image_import.py)
     *common_patterns,
     path("", include("agent.urls")),
 ]
