@@ -5,7 +5,7 @@ from django.db.models import Count, Q
 
 from ttproject.errors import DomainError
 
-from . import hosts, lifecycle
+from . import deadlines, hosts, lifecycle
 from .models import Environment, Host, Vm
 
 
@@ -78,7 +78,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
         return obj._vms
 
     def _extend(self, request, queryset, hours):
-        n = lifecycle.extend_lifetime(queryset, hours)
+        n = deadlines.extend_lifetime(queryset, hours)
         self.message_user(request, f"{n} environment(s) extended by {hours} h")
 
     @admin.action(description="Extend lifetime by 1 hour")

@@ -20,7 +20,7 @@ from django.db import close_old_connections, connections
 from django.db.models import Q
 from django.utils import timezone
 
-from . import conf, lifecycle
+from . import conf, deadlines, events
 from .agent_client import AgentClient, AgentError, parallel
 from .choices import EnvState, HostState, VmState
 from .hosts import foreign_vms, is_mine
@@ -187,7 +187,8 @@ def run_forever(stop=lambda: False):
     def expiry():
         if take_lease(lease_ttl):
             holding.set()
-            lifecycle.expire_envs()
+            deadlines.enforce()  # warnings, on_expiry stop, expiry deletes (lifecycle.expire_envs)
+            events.prune_now_and_then()
         else:
             holding.clear()
 
