@@ -108,3 +108,6 @@ class VmAdmin(admin.ModelAdmin):
     search_fields = ("id", "env__id", "host__addr")
     list_select_related = ("env", "host")
     readonly_fields = [f.name for f in Vm._meta.fields]
+
+
+from . import admin_governance  # noqa: E402,F401 - quotas and events, registered apart

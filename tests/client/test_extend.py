@@ -4,7 +4,7 @@ operator past it, another owner cannot touch it."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .test_commands import DOCKER_VM
 
@@ -29,7 +29,7 @@ def test_env_extend(fleet, cli, env_name):
     assert made["owner"] == "alice" and made["state"] == "active"
 
     extended = cli.json("--profile", alice, "env", "extend", name, "2d")
-    assert expires(extended) - datetime.now(timezone.utc) > timedelta(days=1, hours=23)
+    assert expires(extended) - datetime.now(UTC) > timedelta(days=1, hours=23)
     assert expires(cli.json("env", "show", name)) == expires(extended)
 
     refused = cli.run("--profile", alice, "env", "extend", name, "8d")
@@ -40,5 +40,5 @@ def test_env_extend(fleet, cli, env_name):
     assert cli.run("--profile", bob, "env", "extend", name, "1h").returncode == 3
 
     by_operator = json.loads(cli.ok("env", "extend", name, "30d", "-o", "json").stdout)
-    assert expires(by_operator) - datetime.now(timezone.utc) > timedelta(days=29)
+    assert expires(by_operator) - datetime.now(UTC) > timedelta(days=29)
     cli.ok("env", "delete", name)
