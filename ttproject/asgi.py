@@ -14,6 +14,11 @@ django_app = get_asgi_application()
 
 from ttproject.tasks.routing import websocket_urlpatterns  # noqa: E402
 
+if settings.ROLE == "controller":  # the fleet's event stream (fleet.event_stream)
+    from fleet.routing import websocket_urlpatterns as fleet_websockets
+
+    websocket_urlpatterns = [*websocket_urlpatterns, *fleet_websockets]
+
 
 class BrowserOriginValidator(OriginValidator):
     """Refuse handshakes from a web page of a foreign Origin (on localvm: anything but loopback).
