@@ -85,10 +85,12 @@ class Heartbeat:
             if silent and host.state != HostState.OFFLINE:
                 fields["state"] = HostState.OFFLINE
                 log.warning("host %s offline: %s", host.addr, exc)
+                events.record("host.state", f"host/{host.pk}", outcome=HostState.OFFLINE, detail={"error": str(exc)})
             Host.objects.filter(pk=host.pk).update(**fields)
             return
         if host.state != HostState.ONLINE:
             log.info("host %s online", host.addr)
+            events.record("host.state", f"host/{host.pk}", outcome=HostState.ONLINE)
         host.apply_info(info)
         host.state, host.last_seen, host.error = HostState.ONLINE, now, ""
         host.foreign_vms = foreign_vms(agent_vms)

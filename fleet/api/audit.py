@@ -14,7 +14,7 @@ from ttproject.api.auth import is_operator, principal
 from .. import events
 from ..models import Environment
 
-ACTION_NAMES = {"destroy": "delete", "partial_update": "update"}
+ACTION_NAMES = {"destroy": "delete", "partial_update": "update", "put": "set"}
 
 
 def actor_name(request) -> str:
@@ -24,6 +24,7 @@ def actor_name(request) -> str:
 
 class Audited:
     audit_resource = ""  # env, host, quota
+    audit_action = ""  # a plain APIView's name for its POST (a viewset's action is its name)
 
     def audit_target(self, request, kwargs) -> str:
         key = kwargs.get("pk") or kwargs.get("owner")
@@ -42,7 +43,7 @@ class Audited:
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         if request.method not in SAFE_METHODS and response.status_code != 401:
-            view_action = getattr(self, "action", None) or request.method.lower()
+            view_action = self.audit_action or getattr(self, "action", None) or request.method.lower()
             target = self.audit_target(request, kwargs)
             actor = actor_name(request)
             data = getattr(response, "data", None)

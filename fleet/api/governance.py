@@ -38,6 +38,7 @@ class ExtendSerializer(serializers.Serializer):
 
 class EnvExtend(Audited, APIView):
     audit_resource = "env"
+    audit_action = "extend"
 
     @extend_schema(request=ExtendSerializer, responses={200: EnvironmentSerializer, **errors(400, 404, 409, 422)},
                    operation_id="envs_extend")
