@@ -7,6 +7,7 @@ so the event has the outcome (the HTTP status, and the `detail` of a refusal). A
 
 from __future__ import annotations
 
+from rest_framework.exceptions import APIException
 from rest_framework.permissions import SAFE_METHODS
 
 from ttproject.api.auth import is_operator, principal
@@ -28,8 +29,12 @@ class Audited:
 
     def audit_target(self, request, kwargs) -> str:
         key = kwargs.get("pk") or kwargs.get("owner")
-        if key is None and isinstance(request.data, dict):
-            key = request.data.get("id") or request.data.get("addr") or ""
+        if key is None:
+            try:
+                data = request.data
+            except APIException:  # the body could not be parsed: the refusal itself is recorded
+                data = None
+            key = (data.get("id") or data.get("addr") or "") if isinstance(data, dict) else ""
         return f"{self.audit_resource}/{key}"
 
     def audit_owner(self, request, target: str, actor: str) -> str:

@@ -142,7 +142,8 @@ def visible_events(request, filters: dict):
 
 
 class EventList(APIView):
-    @extend_schema(responses={200: EventSerializer(many=True), **errors(400)}, operation_id="events_list",
+    @extend_schema(responses={200: pagination.paged(EventSerializer, "Event"), **errors(400, 404)},
+                   operation_id="events_list",
                    parameters=[EventFilter, *pagination.PARAMETERS])
     def get(self, request):
         """Recorded events, oldest first. Owners see their own environments' events only. Live: /ws/events."""

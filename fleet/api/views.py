@@ -69,7 +69,8 @@ class EnvViewSet(Audited, viewsets.ViewSet):
             raise Http404(f"environment {pk!r} not found")
         return Response(EnvironmentSerializer(row).data, status=code)
 
-    @extend_schema(responses={200: EnvironmentRowSerializer(many=True), **errors(400)}, parameters=[
+    @extend_schema(responses={200: pagination.paged(EnvironmentRowSerializer, "EnvironmentRow"), **errors(400, 404)},
+                   parameters=[
         OpenApiParameter("state", str, many=True, enum=EnvState.values, description="one or more states"),
         OpenApiParameter("owner", str),
         OpenApiParameter("expires_before", OpenApiTypes.DATETIME, description="expires_at at or before"),
@@ -157,7 +158,7 @@ class HostViewSet(OperatorOnly, Audited, viewsets.ViewSet):
     def _reply(self, host_id: int, code=status.HTTP_200_OK) -> Response:
         return Response(HostSerializer(queries.host_rows(Host.objects.filter(pk=host_id))[0]).data, status=code)
 
-    @extend_schema(responses={200: HostSerializer(many=True), **errors(400, 403)}, parameters=[
+    @extend_schema(responses={200: pagination.paged(HostSerializer, "Host"), **errors(400, 403, 404)}, parameters=[
         OpenApiParameter("state", str, enum=HostState.values), OpenApiParameter("drain", bool),
         *pagination.PARAMETERS,
     ])

@@ -2,7 +2,7 @@
 
 Without either parameter a list answers the plain list it always did (the fleet contract's). With them it
 answers `{"results": [...], "next": CURSOR|null}`; `next` is passed back as `?cursor=` for the following
-page. A cursor is the last row's ordering key, encoded (opaque to clients): the next page starts after it
+page (a cursor it did not give out: 404, as DRF's CursorPagination answers). A cursor is the last row's ordering key, encoded (opaque to clients): the next page starts after it
 whatever was inserted or deleted meanwhile, and reading it costs one indexed range query.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 
-from ttproject.errors import Invalid
+from ttproject.errors import Invalid, NotFound
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -52,7 +52,8 @@ def _decode(request, model, keys: list[str]) -> list | None:
             raise ValueError("wrong shape")
         return [model._meta.get_field(key.lstrip("-")).to_python(v) for key, v in zip(keys, values, strict=True)]
     except (ValueError, TypeError, ValidationError) as exc:  # bad base64/JSON, a value its field refuses
-        raise Invalid("cursor is not one this list gave out", errors={"cursor": [str(exc)]}) from exc
+        # 404 like DRF's own CursorPagination: no page is found at that cursor
+        raise NotFound(f"no page at cursor {raw[:64]!r}: not a cursor this list gave out") from exc
 
 
 def _encode(values) -> str:
@@ -96,9 +97,21 @@ def page_reply(results: list, page: Page):
 def _parameters():
     from drf_spectacular.utils import OpenApiParameter
 
-    return [OpenApiParameter("limit", int, description=f"page size 1-{MAX_LIMIT}: answers "
-                                                        "{results, next} instead of the plain list"),
-            OpenApiParameter("cursor", str, description="the `next` of the previous page")]
+    return [OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                             description="page size: the answer is then {results, next} instead of the plain list"),
+            OpenApiParameter("cursor", str, description="the `next` of the previous page (404: not a cursor "
+                                                        "this list gave out)")]
 
 
 PARAMETERS = _parameters()
+
+
+def paged(serializer_class, name: str):
+    """The response schema of a list that pages on request: the plain list, or {results, next}."""
+    from drf_spectacular.utils import PolymorphicProxySerializer, inline_serializer
+    from rest_framework import serializers
+
+    page = inline_serializer(f"Paged{name}", {"results": serializer_class(many=True),
+                                               "next": serializers.CharField(allow_null=True)})
+    return PolymorphicProxySerializer(component_name=f"{name}List", serializers=[serializer_class(many=True), page],
+                                      resource_type_field_name=None, many=False)

@@ -27,7 +27,7 @@ class TaskViewSet(viewsets.ReadOnlyModelViewSet):
     def get_object(self):
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
 
-    @extend_schema(parameters=pagination.PARAMETERS)
+    @extend_schema(parameters=pagination.PARAMETERS, responses=pagination.paged(TaskSerializer, "Task"))
     def list(self, request, *args, **kwargs):
         if pagination.wanted(request):
             page = pagination.paginate(request, self.get_queryset(), ["-created_at", "id"])
