@@ -16,20 +16,17 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.conftest import RoleServer  # noqa: E402 - the tests' server runner, after the path is set
+
 KEY = "bench-key"
 
 # Runs in the controller's environment, on its database: N state changes, one JSON line per change.
@@ -47,43 +44,18 @@ for i in range({n}):
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def controller(extra: dict, port: int = 0) -> RoleServer:
+    """A real `ttstack controller` (daphne + worker + fleet loop) on 127.0.0.1 with its own data dir."""
+    data_dir = Path(tempfile.mkdtemp(prefix="ttstack-bench-events-"))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "TTSTACK_API_KEY")}
+    env.update(TTSTACK_DATA_DIR=str(data_dir), TTSTACK_BIND="127.0.0.1", TTSTACK_WORKERS="1", **extra)
+    server = RoleServer("controller", data_dir, env, KEY, [])
+    if port:
+        server.port, server.url = port, f"http://127.0.0.1:{port}"
+    return server.start()
 
 
-class Controller:
-    def __init__(self, extra: dict, port: int = 0):
-        self.data_dir = Path(tempfile.mkdtemp(prefix="ttstack-bench-events-"))
-        self.port = port or free_port()
-        self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "TTSTACK_API_KEY")}
-        self.env.update(TTSTACK_DATA_DIR=str(self.data_dir), TTSTACK_WORKERS="1", **extra)
-        self.log = open(self.data_dir / "controller.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "ttproject.cli", "controller", "--port", str(self.port),
-                                      "--bind", "127.0.0.1", "--api-key", KEY], env=self.env, cwd=ROOT,
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"controller exited: {(self.data_dir / 'controller.log').read_text()[-3000:]}")
-            try:
-                httpx.get(f"http://127.0.0.1:{self.port}/api/health", timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise SystemExit("controller did not start")
-
-    def close(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.log.close()
-
-
-async def measure(ctl: Controller, n: int) -> list[float]:
+async def measure(ctl: RoleServer, n: int) -> list[float]:
     """Latencies (seconds) of n state changes made by another process, seen on a WebSocket client."""
     import websockets
 
@@ -146,11 +118,11 @@ def main():
     sides = (("redis", {"REDIS_URL": args.redis, "TTSTACK_QUEUE_NAME": f"bench-{uuid.uuid4().hex[:8]}"}),
              ("embedded", {}))
     for offset, (name, extra) in enumerate(sides):
-        ctl = Controller(extra, args.port + offset if args.port else 0)
+        ctl = controller(extra, args.port + offset if args.port else 0)
         try:
             results[name] = asyncio.run(measure(ctl, args.changes))
         finally:
-            ctl.close()
+            ctl.stop()
     floor = pubsub_floor(args.redis, args.changes)
     print(f"{args.changes} state changes per side, made by another process; latency to the WebSocket client")
     print(f"baseline  Redis PUBLISH->SUBSCRIBE: p50 {statistics.median(floor) * 1000:7.2f} ms  "

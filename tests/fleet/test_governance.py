@@ -274,3 +274,18 @@ def test_lists_page_with_limit_and_cursor(api, path):  # noqa: F811
     assert [row["id"] for row in seen] == [row["id"] for row in plain]
     assert api.get(path, {"limit": 0}).status_code == 400
     assert api.get(path, {"cursor": "bm9wZQ"}).status_code == 404  # as DRF's CursorPagination
+
+
+def test_the_owners_page_shows_her_quota(alice, client):
+    from django.contrib.auth.models import User
+
+    Quota.objects.create(owner="*", envs=3)
+    Quota.objects.create(owner="alice", cpu=8)
+    big_host()
+    alice.post("/api/envs", env_body("a1", cpu=2), format="json")
+    client.force_login(User.objects.get(username="alice"))
+    page = client.get("/my/").content.decode()
+    assert "My quota" in page
+    assert '<tr data-quota="cpu"><td>vCPUs</td><td>2</td>\n        <td>8</td></tr>' in page
+    assert '<tr data-quota="envs"><td>Environments</td><td>1</td>\n        <td>3</td></tr>' in page
+    assert '<td>Memory (MiB)</td><td>64</td>\n        <td>no limit</td>' in page
