@@ -6,7 +6,7 @@ from django.shortcuts import redirect
 
 from ttproject.errors import DomainError
 
-from . import hosts, lifecycle
+from . import deadlines, hosts, lifecycle
 from .models import Environment, Host, Vm
 
 
@@ -106,7 +106,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
             lifecycle.request_delete(env, "deleted by an operator in the admin")
 
     def _extend(self, request, queryset, hours):
-        n = lifecycle.extend_lifetime(queryset, hours)
+        n = deadlines.extend_lifetime(queryset, hours)
         self.message_user(request, f"{n} environment(s) extended by {hours} h")
 
     @admin.action(description="Extend lifetime by 1 hour")
@@ -136,3 +136,6 @@ class VmAdmin(admin.ModelAdmin):
     search_fields = ("id", "env__id", "host__addr")
     list_select_related = ("env", "host")
     readonly_fields = [f.name for f in Vm._meta.fields]
+
+
+from . import admin_governance  # noqa: E402,F401 - quotas and events, registered apart

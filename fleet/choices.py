@@ -29,5 +29,10 @@ class VmState(models.TextChoices):
     DELETED = "deleted"
 
 
+class OnExpiry(models.TextChoices):
+    DELETE = "delete"  # the seed's behaviour
+    STOP = "stop"  # stop at the deadline, delete at a second one (TTSTACK_STOPPED_GRACE later)
+
+
 # Engines whose images are not files the agent lists: the docker engine takes any local image tag.
 IMAGE_FREE_ENGINES = ("docker",)

@@ -1,4 +1,5 @@
-"""What can happen to an environment: create, stop, start, delete (and retry a delete), expire, extend.
+"""What can happen to an environment: create, stop, start, delete (and retry a delete), expire.
+Extending, expiry warnings and the stop-at-expiry policy are fleet.deadlines'.
 
 The one place the API, the admin and the fleet loop go through. A request claims the environment for
 its operation (fleet.transitions: a conditional UPDATE only one caller wins) and submits the job that
@@ -19,8 +20,8 @@ from ttproject.errors import Conflict, Refused
 from ttproject.tasks.models import Task
 from ttproject.tasks.runner import submit
 
-from . import capacity, conf, placement
-from .choices import EnvState
+from . import capacity, conf, placement, quotas
+from .choices import EnvState, OnExpiry
 from .models import Environment, Vm
 from .transitions import OPERATIONS, claim, operation_under_way
 from .validators import hostname_for, vm_id_for
@@ -32,18 +33,22 @@ def _exists(env_id: str) -> Conflict:
     return Conflict(f"environment {env_id!r} already exists")
 
 
-def create_env(data: dict, owner: str) -> tuple[Environment, Task]:
+def create_env(data: dict, owner: str, *, within_quota: bool = False) -> tuple[Environment, Task]:
     """A validated create request -> (Environment, Task). Places and reserves in one transaction with
-    the hosts locked, so racing creates cannot overcommit a host. Raises Conflict (the id is taken) or
-    Refused (no host can take a VM; the reason per host)."""
+    the hosts locked, so racing creates cannot overcommit a host (nor, `within_quota`, the owner's quota:
+    fleet.quotas). Raises Conflict (the id is taken) or Refused (no host can take a VM, the reason per
+    host; or over the quota)."""
     reqs = [placement.VmReq(v["image"], v["engine"], v["cpu"], v["mem"], v["disk"]) for v in data["vms"]]
     lifetime = data["lifetime"]
     try:
         with transaction.atomic():
             if Environment.objects.filter(pk=data["id"]).exists():
                 raise _exists(data["id"])
+            caps = capacity.locked_caps()
+            if within_quota:
+                quotas.check(owner, reqs)
             try:
-                chosen = placement.place(capacity.locked_caps(), reqs, conf.PLACEMENT)
+                chosen = placement.place(caps, reqs, conf.PLACEMENT)
             except placement.NoFit as exc:
                 raise Refused(str(exc)) from exc
             now = timezone.now()
@@ -51,7 +56,7 @@ def create_env(data: dict, owner: str) -> tuple[Environment, Task]:
             task = submit(create.job, target=data["id"], owner=owner, params={"env": data["id"]})
             env = Environment.objects.create(
                 id=data["id"], owner=owner, ssh_keys=data["ssh_keys"], lifetime=lifetime,
-                isolated_network=data.get("isolated_network", True),
+                isolated_network=data.get("isolated_network", True), on_expiry=data.get("on_expiry", "delete"),
                 expires_at=now + timedelta(seconds=lifetime) if lifetime else None,
                 state=create.via, operation=task, created_at=now,
             )
@@ -108,24 +113,14 @@ def retry_delete(env: Environment) -> Task | None:
 
 
 def expire_envs() -> list[str]:
-    """Delete every environment whose deadline has passed; the ids of those claimed now."""
+    """Delete every environment whose deadline has passed (`on_expiry: stop`: whose second deadline has,
+    fleet.deadlines); the ids of those claimed now."""
     expired = []
     now = timezone.now()
-    for env in Environment.objects.filter(expires_at__lte=now).exclude(state=EnvState.DELETING):
+    due = Q(expires_at__lte=now) & (Q(on_expiry=OnExpiry.DELETE) | Q(delete_at__lte=now))
+    for env in Environment.objects.filter(due).exclude(state=EnvState.DELETING):
         # conditional on the deadline too: an extension made meanwhile wins
-        if claim(env, "delete", params={"reason": "expired"}, where=Q(expires_at__lte=now)):
+        if claim(env, "delete", params={"reason": "expired"}, where=due):
             log.info("environment %s expired (deadline %s): deleting", env.id, env.expires_at)
             expired.append(env.id)
     return expired
-
-
-def extend_lifetime(envs, hours: int) -> int:
-    """Push the deadline of each expiring environment (not being deleted) `hours` further; how many."""
-    n = 0
-    for env in envs.exclude(state=EnvState.DELETING):
-        base = max(env.expires_at or timezone.now(), timezone.now())
-        if env.lifetime or env.expires_at:
-            Environment.objects.filter(pk=env.pk).update(
-                expires_at=base + timedelta(hours=hours), lifetime=env.lifetime + hours * 3600)
-            n += 1
-    return n

@@ -23,7 +23,7 @@ from django.db import close_old_connections, connections
 from django.db.models import Q
 from django.utils import timezone
 
-from . import conf, lifecycle
+from . import conf, deadlines, events
 from .agent_client import AgentClient, AgentError, parallel
 from .choices import EnvState, HostState, VmState
 from .hosts import foreign_vms, is_mine
@@ -171,6 +171,7 @@ class Heartbeat:
             if silent and host.state != HostState.OFFLINE:
                 fields["state"] = HostState.OFFLINE
                 log.warning("host %s offline: %s", host.addr, exc)
+                events.record("host.state", f"host/{host.pk}", outcome=HostState.OFFLINE, detail={"error": str(exc)})
             if self.fence():
                 Host.objects.filter(pk=host.pk).exclude(state=HostState.DETACHED).update(**fields)
             return
@@ -178,6 +179,7 @@ class Heartbeat:
             return  # the lease may be another loop's now, or the host was detached or removed meanwhile
         if host.state != HostState.ONLINE:
             log.info("host %s online", host.addr)
+            events.record("host.state", f"host/{host.pk}", outcome=HostState.ONLINE)
         host.apply_info(info)
         host.state, host.last_seen, host.error = HostState.ONLINE, now, ""
         host.foreign_vms = foreign_vms(agent_vms)
@@ -274,6 +276,10 @@ def run_forever(stop=lambda: False):
     log.info("fleet loop started (%s): heartbeat %.1f s, host timeout %.1f s, tick %.1f s",
              HOLDER, conf.HEARTBEAT, conf.HOST_TIMEOUT, conf.TICK)
 
+    def expiry():
+        deadlines.enforce()  # warnings, on_expiry stop, expiry deletes (lifecycle.expire_envs)
+        events.prune_now_and_then()
+
     def while_holding(work):
         return lambda: work() if keeper.held() else None
 
@@ -283,6 +289,6 @@ def run_forever(stop=lambda: False):
         threading.Thread(target=_repeat, args=(name, period, work, stop),
                          name=f"fleet-{name.replace(' ', '-')}", daemon=True).start()
     try:
-        _repeat("expiry", conf.TICK, while_holding(lifecycle.expire_envs), stop)
+        _repeat("expiry", conf.TICK, while_holding(expiry), stop)
     finally:
         heartbeat.close()

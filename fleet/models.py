@@ -9,7 +9,7 @@ from django.utils.dateparse import parse_datetime
 
 from ttproject.vocabulary import ENGINES_WITH_NETWORKS
 
-from .choices import EnvState, HostState, VmState
+from .choices import EnvState, HostState, OnExpiry, VmState
 
 # A VM holds its host's resources until its agent confirmed it is gone.
 # Stopped VMs keep their disk (and only their disk) — unless their environment is starting: the start
@@ -97,6 +97,11 @@ class Environment(models.Model):
     # The task of the latest operation (fleet.transitions): the environment is busy while it runs.
     operation = models.ForeignKey("tasks.Task", on_delete=models.SET_NULL, null=True, blank=True,
                                   related_name="+")
+    # What the deadline does (fleet.deadlines): delete, or stop and keep the disks until `delete_at`.
+    on_expiry = models.CharField(max_length=8, choices=OnExpiry.choices, default=OnExpiry.DELETE)
+    expiry_warned = models.BooleanField(default=False, help_text="the warning event of this deadline was recorded")
+    delete_at = models.DateTimeField(null=True, blank=True, db_index=True,
+                                     help_text="on_expiry stop: the second deadline, set when the env expired")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -113,6 +118,10 @@ class Environment(models.Model):
             rows = rows.filter(state__in=list(only_from))
         done = rows.update(state=state, updated_at=timezone.now(), **fields)
         if done:
+            from . import events
+
+            if state != self.state:  # settle() re-applies the same state every heartbeat
+                events.env_state(self, state, **({"error": fields["error"]} if fields.get("error") else {}))
             self.state = state
             for key, value in fields.items():
                 setattr(self, key, value)
@@ -171,10 +180,22 @@ class Vm(models.Model):
     def __str__(self):
         return self.id
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        vm = super().from_db(db, field_names, values)
+        vm._recorded_state = vm.__dict__.get("state")
+        return vm
+
     def write(self, **fields):
-        """UPDATE these fields of the row (and updated_at) without reading it first; the instance follows."""
+        """UPDATE these fields of the row (and updated_at) without reading it first; the instance follows.
+        A new state is recorded as a `vm.state` event."""
         fields["updated_at"] = timezone.now()
         Vm.objects.filter(pk=self.pk).update(**fields)
+        if "state" in fields and fields["state"] != getattr(self, "_recorded_state", None):
+            from . import events
+
+            events.vm_state(self, fields["state"], self.env.owner)
+            self._recorded_state = fields["state"]
         for key, value in fields.items():
             setattr(self, key, value)
 
@@ -239,3 +260,6 @@ class Lease(models.Model):
     name = models.CharField(primary_key=True, max_length=64)
     holder = models.CharField(max_length=255, blank=True, default="")
     until = models.DateTimeField(null=True, blank=True)
+
+
+from .models_governance import Event, Quota  # noqa: E402,F401 - models of the app, defined apart

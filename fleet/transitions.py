@@ -21,6 +21,7 @@ from django.utils import timezone
 from ttproject.tasks.models import Task, TaskStatus
 from ttproject.tasks.runner import submit
 
+from . import events
 from .choices import EnvState
 from .models import Environment, derive_env_state
 
@@ -65,6 +66,7 @@ def claim(env: Environment, name: str, *, params: dict | None = None, where: Q |
         task = submit(op.job, target=env.pk, owner=env.owner,
                       params={"env": env.pk, "superseded": superseded, **(params or {})})
         Environment.objects.filter(pk=env.pk).update(operation=task)
+        events.env_state(env, op.via, operation=name, task=task.pk)
     env.state, env.operation = op.via, task
     return task
 

@@ -12,7 +12,12 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_app = get_asgi_application()
 
-from ttproject.tasks.routing import websocket_urlpatterns  # noqa: E402
+from importlib import import_module  # noqa: E402
+
+from ttproject.tasks.routing import websocket_urlpatterns as task_websockets  # noqa: E402
+
+# A role's URLconf may compose its own WebSocket routes (the controller adds /ws/events); else the tasks' only.
+websocket_urlpatterns = getattr(import_module(settings.ROOT_URLCONF), "websocket_urlpatterns", task_websockets)
 
 
 class BrowserOriginValidator(OriginValidator):

@@ -33,7 +33,7 @@ from ttproject.vocabulary import (
 )
 
 from .. import conf
-from ..choices import IMAGE_FREE_ENGINES, EnvState, HostState, VmState
+from ..choices import IMAGE_FREE_ENGINES, EnvState, HostState, OnExpiry, VmState
 from ..models import Environment, Host, Vm
 from ..validators import ADDR, API_KEY, ENV_ID, HOSTNAME, IMAGE, validate_ssh_key
 from .fields import NamedChoiceField
@@ -131,9 +131,13 @@ class EnvironmentSerializer(RowSerializerMixin, serializers.ModelSerializer):
                                      min_length=1, max_length=64,
                                      help_text="public keys injected into every VM (cloud-init)")
     vms = serializers.ListField(child=VmSerializer(), min_length=1, max_length=conf.MAX_VMS_PER_ENV)
-    lifetime = serializers.IntegerField(min_value=0, max_value=conf.MAX_LIFETIME, required=False,
+    lifetime = serializers.IntegerField(min_value=0, max_value=conf.LIFETIME_BOUND, required=False,
                                         allow_null=True, default=None,
-                                        help_text="seconds; default 21600, 0 = never expires")
+                                        help_text="seconds; default 21600, 0 = never expires. Owners: at most "
+                                                  "TTSTACK_MAX_LIFETIME, 0 only with TTSTACK_OWNERS_NEVER_EXPIRE")
+    on_expiry = NamedChoiceField("OnExpiry", OnExpiry.choices, default=OnExpiry.DELETE,
+                                 help_text="at the deadline: delete, or stop (disks kept) and delete "
+                                           "TTSTACK_STOPPED_GRACE later (`delete_at`)")
     isolated_network = serializers.BooleanField(
         default=True, help_text="true: the env's docker and qemu VMs on one host share a private network and "
                                 "reach each other by hostname, apart from other envs and the host's services; "
@@ -145,10 +149,12 @@ class EnvironmentSerializer(RowSerializerMixin, serializers.ModelSerializer):
 
     class Meta:
         model = Environment
-        fields = ["id", "owner", "state", "error", "lifetime", "isolated_network", "expires_at", "created_at",
-                  "updated_at", "task", "ssh_keys", "vms"]
-        read_only_fields = ["error", "expires_at", "created_at", "updated_at"]
-        extra_kwargs = {"expires_at": {"help_text": "null when the environment never expires"}}
+        fields = ["id", "owner", "state", "error", "lifetime", "isolated_network", "on_expiry", "expires_at",
+                  "delete_at", "created_at", "updated_at", "task", "ssh_keys", "vms"]
+        read_only_fields = ["error", "expires_at", "delete_at", "created_at", "updated_at"]
+        extra_kwargs = {"expires_at": {"help_text": "null when the environment never expires"},
+                        "delete_at": {"help_text": "on_expiry stop: when the expired, stopped environment is "
+                                                   "deleted"}}
 
     def validate_ssh_keys(self, keys):
         out, errors = [], {}

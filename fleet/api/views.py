@@ -12,14 +12,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agent.api.serializers import ConsoleQuerySerializer, ConsoleSerializer
+from ttproject.api import pagination
 from ttproject.api.auth import is_operator, principal
 from ttproject.vocabulary import NAME_PATTERN
 
-from .. import hosts, lifecycle, queries
+from .. import deadlines, hosts, lifecycle, queries
 from ..agent_client import AgentClient
 from ..choices import EnvState, HostState
 from ..filtersets import EnvironmentFilterSet, HostFilterSet
 from ..models import Environment, Host, Vm
+from .audit import Audited
 from .serializers import (
     EnvironmentRowSerializer,
     EnvironmentSerializer,
@@ -50,10 +52,11 @@ def _accepted(description: str) -> OpenApiResponse:
                                                               "carrying the operation out")
 
 
-class EnvViewSet(viewsets.ViewSet):
+class EnvViewSet(Audited, viewsets.ViewSet):
     """Environments: a named group of VMs placed across hosts, with a lifetime."""
 
     lookup_value_regex = NAME_PATTERN
+    audit_resource = "env"
 
     def _env(self, request, pk) -> Environment:
         env = visible_envs(request).filter(pk=pk).first()
@@ -67,13 +70,18 @@ class EnvViewSet(viewsets.ViewSet):
             raise Http404(f"environment {pk!r} not found")
         return Response(EnvironmentSerializer(row).data, status=code)
 
-    @extend_schema(responses={200: EnvironmentRowSerializer(many=True), **errors(400)}, parameters=[
+    @extend_schema(responses={200: pagination.paged(EnvironmentRowSerializer, "EnvironmentRow"), **errors(400, 404)},
+                   parameters=[
         OpenApiParameter("state", str, many=True, enum=EnvState.values, description="one or more states"),
         OpenApiParameter("owner", str),
         OpenApiParameter("expires_before", OpenApiTypes.DATETIME, description="expires_at at or before"),
+        *pagination.PARAMETERS,
     ])
     def list(self, request):
         envs = _filtered(EnvironmentFilterSet, request, visible_envs(request))
+        if pagination.wanted(request):
+            page = pagination.paginate(request, envs, ["-created_at", "id"])
+            return pagination.page_reply(EnvironmentRowSerializer(queries.env_rows(page.rows), many=True).data, page)
         return Response(EnvironmentRowSerializer(queries.env_rows(envs), many=True).data)
 
     @extend_schema(request=EnvironmentSerializer, responses={
@@ -83,8 +91,10 @@ class EnvViewSet(viewsets.ViewSet):
         data = EnvironmentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         who = principal(request)
-        owner = data.validated_data["owner"] if is_operator(who) else who.username
-        env, _task = lifecycle.create_env(data.validated_data, owner)
+        operator = is_operator(who)
+        owner = data.validated_data["owner"] if operator else who.username
+        deadlines.check_lifetime(data.validated_data["lifetime"], operator=operator)
+        env, _task = lifecycle.create_env(data.validated_data, owner, within_quota=not operator)
         return self._reply(Environment.objects.all(), env.id, status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={200: EnvironmentSerializer, **errors(404)})
@@ -150,10 +160,11 @@ HOST_ID = OpenApiParameter("id", {"type": "integer", "minimum": 1, "maximum": MA
 
 @extend_schema_view(retrieve=extend_schema(parameters=[HOST_ID]), partial_update=extend_schema(parameters=[HOST_ID]),
                     destroy=extend_schema(parameters=[HOST_ID]), detach=extend_schema(parameters=[HOST_ID]))
-class HostViewSet(OperatorOnly, viewsets.ViewSet):
+class HostViewSet(OperatorOnly, Audited, viewsets.ViewSet):
     """Agents the controller places VMs on."""
 
     lookup_value_regex = "[0-9]+"
+    audit_resource = "host"
 
     def _host_id(self, pk) -> int:
         if int(pk) > MAX_HOST_ID or not Host.objects.filter(pk=pk).exists():
@@ -163,12 +174,16 @@ class HostViewSet(OperatorOnly, viewsets.ViewSet):
     def _reply(self, host_id: int, code=status.HTTP_200_OK) -> Response:
         return Response(HostSerializer(queries.host_rows(Host.objects.filter(pk=host_id))[0]).data, status=code)
 
-    @extend_schema(responses={200: HostSerializer(many=True), **errors(400, 403)}, parameters=[
+    @extend_schema(responses={200: pagination.paged(HostSerializer, "Host"), **errors(400, 403, 404)}, parameters=[
         OpenApiParameter("state", str, enum=HostState.values), OpenApiParameter("drain", bool),
+        *pagination.PARAMETERS,
     ])
     def list(self, request):
-        rows = queries.host_rows(_filtered(HostFilterSet, request, Host.objects.all()))
-        return Response(HostSerializer(rows, many=True).data)
+        found = _filtered(HostFilterSet, request, Host.objects.all())
+        if pagination.wanted(request):
+            page = pagination.paginate(request, found, ["id"])
+            return pagination.page_reply(HostSerializer(queries.host_rows(page.rows), many=True).data, page)
+        return Response(HostSerializer(queries.host_rows(found), many=True).data)
 
     @extend_schema(request=HostSerializer, responses={201: HostSerializer, **errors(400, 403, 409)})
     def create(self, request):

@@ -15,7 +15,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
 
-from .. import queries
+from .. import queries, quotas
 from ..api.serializers import (
     EnvironmentRowSerializer,
     EnvironmentSerializer,
@@ -59,7 +59,17 @@ def _owner_envs(user):
 @login_required
 def my_envs(request):
     envs = EnvironmentRowSerializer(queries.env_rows(_owner_envs(request.user)), many=True).data
-    return render(request, "fleet/my_envs.html", {"envs": envs, "now": timezone.now()})
+    return render(request, "fleet/my_envs.html", {"envs": envs, "now": timezone.now(),
+                                                  "quota": quota_rows(request.user.username)})
+
+
+QUOTA_LABELS = {"envs": "Environments", "vms": "VMs", "cpu": "vCPUs", "mem": "Memory (MiB)", "disk": "Disk (MiB)"}
+
+
+def quota_rows(owner: str) -> list[dict]:
+    """The owner's quota as the page's table: what, used, limit (None = no limit)."""
+    summary = quotas.summary(owner)
+    return [{"field": f, "label": label, **summary[f]} for f, label in QUOTA_LABELS.items()]
 
 
 @login_required

@@ -74,6 +74,17 @@
       }
     }
 
+    async function extend(env) {
+      const hours = window.prompt(`Extend ${env.id}: expire how many hours from now?`, "6");
+      if (hours === null) return;
+      try {
+        await api("POST", `${base}/${encodeURIComponent(env.id)}/extend`, { lifetime: Math.round(Number(hours) * 3600) });
+        refresh();
+      } catch (e) {
+        showTask({ id: "", action: `extend ${env.id}`, status: "failed", logs: [], error: e.message });
+      }
+    }
+
     function vmRow(vm) {
       const ssh = sshLine(vm);
       return el("tr", { dataset: { vm: vm.id, state: vm.state } },
@@ -96,12 +107,15 @@
       return el("section", { class: "card env", dataset: { env: env.id, state: env.state } },
         el("div", { class: "env-head" },
           el("h2", {}, title, " ", badge(env.state)),
-          el("span", { class: "muted timeleft", text: `time left: ${timeLeft(env.expires_at, serverNow, receivedAt)}` }),
+          el("span", { class: "muted timeleft", dataset: { expires: env.expires_at || "" },
+            text: `time left: ${timeLeft(env.expires_at, serverNow, receivedAt)}` }),
           el("div", { class: "actions" },
             el("button", { type: "button", class: "act-stop", disabled: !canPower || env.state === "stopped", text: "Stop",
               onclick: () => act(env, "stop") }),
             el("button", { type: "button", class: "act-start", disabled: !canPower || env.state === "active", text: "Start",
               onclick: () => act(env, "start") }),
+            el("button", { type: "button", class: "act-extend", disabled: env.state === "deleting", text: "Extend",
+              onclick: () => extend(env) }),
             el("button", { type: "button", class: "danger act-delete", disabled: env.state === "deleting", text: "Delete",
               onclick: () => act(env, "delete") }))),
         env.error ? el("p", { class: "error", text: env.error }) : null,
@@ -141,6 +155,10 @@
 
     render();
     setInterval(refresh, 3000);
+    /* the countdown ticks every second between two reads */
+    setInterval(() => listNode.querySelectorAll(".timeleft").forEach((node) => {
+      node.textContent = `time left: ${timeLeft(node.dataset.expires || null, serverNow, receivedAt)}`;
+    }), 1000);
     if (root.dataset.task) follow(root.dataset.task);
   }
 

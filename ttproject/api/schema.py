@@ -69,7 +69,8 @@ class AutoSchema(openapi.AutoSchema):
             codes.append(400)
         if any(requirement for requirement in self.get_auth()):
             codes.append(401)
-        if names_something:
+        pages = any(p.get("in") == "query" and p.get("name") == "cursor" for p in self._get_parameters())
+        if names_something or pages:  # a cursor the list did not give out finds no page (ttproject.api.pagination)
             codes.append(404)
         if has_body:
             codes.append(413)

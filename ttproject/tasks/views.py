@@ -4,6 +4,7 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from ttproject.api import pagination
 from ttproject.api.auth import is_operator, principal
 
 from .models import TERMINAL, Task
@@ -26,7 +27,11 @@ class TaskViewSet(viewsets.ReadOnlyModelViewSet):
     def get_object(self):
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
 
+    @extend_schema(parameters=pagination.PARAMETERS, responses=pagination.paged(TaskSerializer, "Task"))
     def list(self, request, *args, **kwargs):
+        if pagination.wanted(request):
+            page = pagination.paginate(request, self.get_queryset(), ["-created_at", "id"])
+            return pagination.page_reply(self.get_serializer(page.rows, many=True).data, page)
         tasks = self.get_queryset()[:100]
         return Response(self.get_serializer(tasks, many=True).data)
 
