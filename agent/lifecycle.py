@@ -23,7 +23,7 @@ from agent import engines as registry
 from agent import net as networks
 from agent import storage as storages
 from agent.cloudinit import build_seed
-from agent.engines.base import Engine, EngineError, GuestSpec, Image
+from agent.engines.base import SSH_PORT, Engine, EngineError, GuestSpec, Image
 from agent.guest_state import apply_state, guest_ip
 from agent.image_lookup import resolve_image
 from agent.models import Vm, VmState
@@ -104,7 +104,8 @@ def create_vm(req: CreateRequest) -> CreateResult:
         # The engine and image first: the image may add ports (an sshd image publishes 22 on docker too).
         engine = registry.available(req.engine)
         image = resolve_image(req.image, engine)
-        guest_ports = sorted(set(req.ports or []) | engine.implied_ports(image))
+        implied = engine.implied_ports(image)
+        guest_ports = sorted(set(req.ports or []) | implied)
         _check_port_count(guest_ports)
         params = {"image": req.image, "engine": req.engine, "cpu": req.cpu, "mem": req.mem, "disk": req.disk,
                   "ports": guest_ports, "deny_outgoing": req.deny_outgoing, "hostname": req.hostname or vm_id,
@@ -119,6 +120,7 @@ def create_vm(req: CreateRequest) -> CreateResult:
         try:
             with transaction.atomic():
                 vm = Vm.objects.create(id=vm_id, **params, state=VmState.CREATING, publish_addr=addr,
+                                       ssh_ready=None if SSH_PORT in set(guest_ports) - implied else False,
                                        guest_name=conf.guest_name(vm_id), workdir=str(conf.vms_dir() / vm_id))
                 port_map = ports.allocate(vm, guest_ports, addr)
                 vm.port_map = {str(g): h for g, h in sorted(port_map.items())}

@@ -35,8 +35,9 @@ class Vm(models.Model):
     disk_path = models.CharField(max_length=1024, blank=True, default="")
     seed_path = models.CharField(max_length=1024, blank=True, default="")
     workdir = models.CharField(max_length=1024, blank=True, default="")
-    # Readiness (agent/ssh_ready.py): an SSH banner and host keys seen on the published port 22.
-    ssh_ready = models.BooleanField(default=False)
+    # Readiness (agent/ssh_ready.py): an SSH banner and host keys seen on the published port 22. None: not
+    # watched, port 22 was only asked for on a docker image that does not declare an sshd (docker_ssh).
+    ssh_ready = models.BooleanField(null=True, default=False)
     ssh_ready_at = models.DateTimeField(null=True, blank=True)
     host_key_fingerprints = models.JSONField(default=list, blank=True, help_text="SHA256:... as ssh-keygen -l")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -14,7 +14,6 @@ fails the environment with the console's tail).
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 import time
 
@@ -23,7 +22,7 @@ from django.db import connections
 from django.utils import timezone
 
 from agent.models import Vm, VmState
-from ttproject.sshkeys import UNSPECIFIED_ADDRS, fingerprint, keyscan_keys, sends_banner
+from ttproject.sshkeys import UNSPECIFIED_ADDRS, fingerprint, keyscan, keyscan_keys, sends_banner
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +49,11 @@ def endpoint(vm: Vm) -> tuple[str, int] | None:
 def host_key_fingerprints(host: str, port: int) -> list[str]:
     """Fingerprints of the host keys offered on host:port (empty when none came)."""
     try:
-        scan = subprocess.run(["ssh-keyscan", "-T", str(KEYSCAN_TIMEOUT), "-p", str(port), host],
-                              capture_output=True, text=True, timeout=KEYSCAN_TIMEOUT * 4)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        scan = keyscan(host, port, KEYSCAN_TIMEOUT)
+    except OSError as exc:
         log.info("ssh-keyscan %s:%s: %s", host, port, exc)
         return []
-    return sorted({fingerprint(blob) for _kind, blob in keyscan_keys(scan.stdout)})
+    return sorted({fingerprint(blob) for _kind, blob in keyscan_keys(scan.output)})
 
 
 def check_once(vm: Vm) -> list[str]:
@@ -67,15 +65,17 @@ def check_once(vm: Vm) -> list[str]:
 
 
 def not_ready(vm: Vm) -> None:
-    """Forget readiness (a stop, a start): the guest must show it again. Fingerprints stay as last seen."""
-    Vm.objects.filter(pk=vm.pk).update(ssh_ready=False, ssh_ready_at=None)
-    vm.ssh_ready, vm.ssh_ready_at = False, None
+    """Forget readiness (a stop, a start): the guest must show it again. Fingerprints stay as last seen.
+    A VM whose port 22 is not watched (ssh_ready None) stays so."""
+    Vm.objects.filter(pk=vm.pk, ssh_ready__isnull=False).update(ssh_ready=False, ssh_ready_at=None)
+    if vm.ssh_ready is not None:
+        vm.ssh_ready, vm.ssh_ready_at = False, None
 
 
 def watch(vm: Vm, *, fresh: bool = True) -> bool:
     """Start the watcher of a running VM with port 22 (once per VM at a time); True when one was started.
     `fresh`: the guest was just created or started (a VM whose watcher gave up is watched again)."""
-    if vm.state != VmState.RUNNING or vm.ssh_ready or endpoint(vm) is None:
+    if vm.state != VmState.RUNNING or vm.ssh_ready is not False or endpoint(vm) is None:
         return False
     with _guard:
         if vm.id in _watching or (not fresh and vm.id in _gave_up):

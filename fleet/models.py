@@ -227,7 +227,8 @@ class Vm(models.Model):
         self.port_map = {str(k): int(v) for k, v in (data.get("port_map") or {}).items()}
         self.publish_addr = str(data.get("publish_addr") or "")[:255]
         ssh = data.get("ssh") if isinstance(data.get("ssh"), dict) else {}
-        self.ssh_ready = bool(ssh.get("ready")) if "ready" in ssh else None
+        # None: the agent does not know (an older agent) or does not watch this port 22 (no sshd declared)
+        self.ssh_ready = ssh.get("ready") if isinstance(ssh.get("ready"), bool) else None
         self.ssh_ready_at = _when(ssh.get("ready_at")) if self.ssh_ready else None
         prints = ssh.get("host_key_fingerprints")
         self.host_key_fingerprints = [str(p)[:100] for p in prints[:20]] if isinstance(prints, list) else []

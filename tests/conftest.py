@@ -7,6 +7,7 @@
 - `postgres_url`: a fresh PostgreSQL database for one test, dropped afterwards.
 """
 
+import asyncio
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
@@ -74,6 +76,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def run_coroutine(coroutine):
+    """asyncio.run in a thread of its own: a session's Playwright (tests/e2e) keeps an event loop running in the
+    test thread, where asyncio.run refuses to start."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def wait_for(predicate, timeout: float = 30, interval: float = 0.2, message: str = "condition"):

@@ -10,8 +10,35 @@ from __future__ import annotations
 import base64
 import hashlib
 import socket
+import subprocess
+from dataclasses import dataclass
 
 BANNER_TIMEOUT = 3.0
+# One `ssh-keyscan -t TYPE` after the other: with all types at once, keyscan's parallel connections often get
+# nothing at all from dropbear behind QEMU's user network (measured: 0 of 4 scans with keys, while
+# `-t ed25519` alone got the key every time). A type the server lacks fails its key exchange at once.
+KEY_TYPES = ("ed25519", "ecdsa", "rsa")
+
+
+@dataclass(frozen=True)
+class Scan:
+    output: str  # the key lines, as ssh-keyscan prints them
+    errors: str  # what ssh-keyscan wrote to stderr
+
+
+def keyscan(host: str, port: int, timeout: float) -> Scan:
+    """The host keys offered on host:port, by ssh-keyscan (each type waited for up to `timeout` s)."""
+    output, errors = [], []
+    for kind in KEY_TYPES:
+        try:
+            scan = subprocess.run(["ssh-keyscan", "-t", kind, "-T", str(int(timeout)), "-p", str(port), host],
+                                  capture_output=True, text=True, timeout=timeout * 3)
+        except subprocess.TimeoutExpired:
+            errors.append(f"ssh-keyscan -t {kind}: no answer within {timeout * 3:.0f} s")
+            continue
+        output.append(scan.stdout)
+        errors.append(scan.stderr)
+    return Scan("".join(output), "".join(errors))
 
 
 def fingerprint(blob_b64: str) -> str:

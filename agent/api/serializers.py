@@ -103,7 +103,10 @@ class SshSerializer(serializers.Serializer):
     host_key_fingerprints = serializers.ListField(child=serializers.CharField(),
                                                   help_text="SHA256 fingerprints of the guest's host keys, as "
                                                             "`ssh-keygen -l` prints them")
-    ready = serializers.BooleanField(help_text="the port sent an SSH banner and host keys since the VM started")
+    ready = serializers.BooleanField(allow_null=True,
+                                     help_text="the port sent an SSH banner and host keys since the VM started; "
+                                               "null: not watched (port 22 asked for on a docker image that "
+                                               "declares no sshd)")
     ready_at = serializers.DateTimeField(allow_null=True)
 
 

@@ -22,6 +22,9 @@ class EnvCreateForm(forms.Form):
     ports = forms.CharField(required=False, label="Ports", help_text="guest ports, e.g. 22 80 443 (22 is "
                             "added for VM engines)")
     deny_outgoing = forms.BooleanField(required=False, label="Block outgoing traffic")
+    isolated_network = forms.BooleanField(required=False, initial=True, label="Own network",
+                                          help_text="the VMs reach each other by hostname, apart from other envs "
+                                                    "(off: each alone on the engine's default network)")
     ssh_keys = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="SSH public keys",
                                help_text="one per line")
     lifetime = forms.IntegerField(min_value=0, max_value=conf.MAX_LIFETIME // 3600, initial=6,

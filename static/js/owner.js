@@ -205,6 +205,7 @@
         ssh_keys: form.elements.ssh_keys.value.split("\n").map((k) => k.trim()).filter(Boolean),
         vms: Array.from({ length: count }, () => Object.assign({}, vm)),
         lifetime: Math.round(Number(value("lifetime")) * 3600),
+        isolated_network: form.elements.isolated_network.checked,
       };
       const button = document.getElementById("create-env");
       button.disabled = true;

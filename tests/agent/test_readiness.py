@@ -11,14 +11,21 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.images.conftest import debian_docker_image, make_key, ssh  # noqa: F401 - the session fixture
+from ttproject.sshkeys import KEY_TYPES
 
 pytestmark = pytest.mark.timeout(600)
 
 
+def keygen_scan(port: int) -> str:
+    """ssh-keyscan's key lines for the port, one key type after the other (ttproject/sshkeys.py says why)."""
+    return "".join(subprocess.run(["ssh-keyscan", "-t", kind, "-T", "10", "-p", str(port), "127.0.0.1"],
+                                  capture_output=True, text=True, timeout=60).stdout for kind in KEY_TYPES).strip()
+
+
 def keygen_fingerprints(port: int) -> list[str]:
-    """The fingerprints of the keys on the port, as ssh-keyscan | ssh-keygen -l computes them."""
-    scan = subprocess.run(["ssh-keyscan", "-T", "10", "-p", str(port), "127.0.0.1"], capture_output=True,
-                          text=True, timeout=60).stdout
+    """The fingerprints of the keys on the port, as ssh-keyscan | ssh-keygen -l computes them (scanned again
+    while it gets nothing: a guest under TCG on a busy machine may let one scan's 10 s pass)."""
+    scan = wait_for(lambda: keygen_scan(port), timeout=120, interval=1, message=f"host keys on port {port}")
     listed = subprocess.run(["ssh-keygen", "-l", "-f", "-"], input=scan, capture_output=True, text=True,
                             check=True).stdout
     return sorted({line.split()[1] for line in listed.splitlines()})

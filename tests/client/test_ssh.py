@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from tests.agent.test_agent_qemu import qemu_agent  # noqa: F401 - the fixture: a qemu agent with `tiny` built
+from tests.agent.test_readiness import keygen_scan
 from tests.conftest import wait_for
 from ttproject.cli.errors import CliError
 from ttproject.cli.output import parse_time
@@ -21,9 +22,7 @@ pytestmark = pytest.mark.timeout(900)
 def check_pinning(tmp_path, port: int):
     """With fingerprints from a controller (ssh.host_key_fingerprints), only the matching key is pinned, and
     a key that matches none is refused: checked against ssh-keygen's own fingerprints of the guest's keys."""
-    scanned = wait_for(lambda: subprocess.run(["ssh-keyscan", "-T", "10", "-p", str(port), "127.0.0.1"],
-                                              capture_output=True, text=True, timeout=60).stdout.strip(),
-                       timeout=120, interval=2, message="the guest's host keys")
+    scanned = wait_for(lambda: keygen_scan(port), timeout=120, interval=2, message="the guest's host keys")
     listed = subprocess.run(["ssh-keygen", "-lf", "-"], input=scanned, capture_output=True, text=True).stdout
     fingerprints = tuple(line.split()[1] for line in listed.splitlines())
     assert fingerprints and all(f.startswith("SHA256:") for f in fingerprints)

@@ -11,7 +11,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_coroutine
 
 JOBS_ENV = {"TTSTACK_EXTRA_JOB_MODULES": "tests.core.jobs_for_tests"}
 
@@ -41,7 +41,7 @@ async def collect(url: str, limit: float = 30) -> list[dict]:
 
 def watch(server, task_id: str) -> list[dict]:
     url = f"ws://127.0.0.1:{server.port}/ws/tasks/{task_id}?token={server.api_key}"
-    return asyncio.run(collect(url))
+    return run_coroutine(collect(url))
 
 
 def assert_every_change_seen(messages: list[dict], count: int):
@@ -85,7 +85,7 @@ def test_failed_task_is_pushed_and_socket_closed(role_server):
 def test_websocket_refuses_a_wrong_token_and_reports_unknown_tasks(role_server):
     server = role_server("controller", env=JOBS_ENV)
     with pytest.raises(InvalidStatus):
-        asyncio.run(collect(f"ws://127.0.0.1:{server.port}/ws/tasks/{uuid.uuid4()}?token=wrong"))
-    messages = asyncio.run(collect(f"ws://127.0.0.1:{server.port}/ws/tasks/{uuid.uuid4()}?token=test-key"))
+        run_coroutine(collect(f"ws://127.0.0.1:{server.port}/ws/tasks/{uuid.uuid4()}?token=wrong"))
+    messages = run_coroutine(collect(f"ws://127.0.0.1:{server.port}/ws/tasks/{uuid.uuid4()}?token=test-key"))
     assert "not found" in messages[0]["detail"]
     assert messages[-1] == {"close_code": 4404}

@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 
-from ttproject.urls.common import handlers
+from ttproject.urls.common import ERROR_HANDLERS
 
 SECRET = "password=hunter2 at /srv/internal/path"
 
@@ -20,4 +20,4 @@ def page_bug(request):
 
 
 urlpatterns = [path("api/bug", api_bug), path("page/bug", page_bug)]
-handler500 = handlers["handler500"]
+handler500 = ERROR_HANDLERS[3]

@@ -68,22 +68,26 @@ def test_dashboard_is_live_and_staff_act_from_it(fleet, env_id, new_page, shot):
     expect(host.locator(".state-draining")).to_have_count(0, timeout=FASTER_THAN_POLLING)
     assert api.get("/api/hosts").json()[0]["drain"] is False
 
-    # detach goes to POST /api/hosts/{id}/detach: its answer is shown whatever it is
-    staff.once("dialog", lambda dialog: dialog.accept())
-    host.locator("button.act-detach").click()
-    expect(staff.locator("#staff-message")).to_contain_text(f"detach {agent.addr}: ")
-
     # stop, then delete the environment
     row.locator("button.act-stop").click()
     expect(row).to_have_attribute("data-state", "stopped", timeout=60_000)
     staff.once("dialog", lambda dialog: dialog.accept())
     row.locator("button.act-delete").click()
     expect(row).to_have_count(0, timeout=60_000)
+
+    # last, as it gives the host up for good: detach (POST /api/hosts/{id}/detach), seen by the visitor too
+    staff.once("dialog", lambda dialog: dialog.accept())
+    host.locator("button.act-detach").click()
+    expect(staff.locator("#staff-message")).to_have_text(f"detach {agent.addr}: done")
+    expect(host).to_have_attribute("data-state", "detached", timeout=FASTER_THAN_POLLING)
+    expect(visitor.locator(f'#hosts tr[data-host="{agent.addr}"]')).to_have_attribute(
+        "data-state", "detached", timeout=FASTER_THAN_POLLING)
+    assert api.get("/api/hosts").json()[0]["state"] == "detached"
     for page in (visitor, staff):
         assert page.evaluate("window.__noReload === true"), "the page reloaded"
     recorded = [(e["actor"], e["action"]) for e in api.get("/api/events", params={"actor": "operator"}).json()]
     assert {("operator", "env.extend"), ("operator", "host.update"), ("operator", "env.stop"),
-            ("operator", "env.delete")} <= set(recorded), recorded
+            ("operator", "env.delete"), ("operator", "host.detach")} <= set(recorded), recorded
     api.close()
 
 

@@ -72,6 +72,8 @@ def test_owner_creates_watches_and_deletes_an_env(fleet, env_id, new_page, shot,
     alice.fill("#id_ports", "22 80")
     alice.fill("#id_ssh_keys", ssh_key("alice@laptop"))
     alice.fill("#id_lifetime", "1")
+    expect(alice.locator("#id_isolated_network")).to_be_checked()  # the API's default
+    alice.uncheck("#id_isolated_network")
     shot(alice, "owner-create-form")
     alice.click("#create-env")
     alice.wait_for_url(re.compile(rf"/my/envs/{env_id}\?task="))
@@ -86,6 +88,7 @@ def test_owner_creates_watches_and_deletes_an_env(fleet, env_id, new_page, shot,
     assert 20000 <= port <= 65535
     expect(card.locator('tr[data-state="running"] td').nth(2)).to_have_text("docker")
     assert alice.evaluate("window.__noReload === true"), "the page reloaded"
+    assert alice.request.get(f"{ctl.url}/api/envs/{env_id}").json()["isolated_network"] is False
     shot(alice, "owner-env-active")
 
     # The owners' list shows it too, with the time left.

@@ -8,14 +8,13 @@ import subprocess
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import httpx
 import websockets
 
 from tests.agent.conftest import agent_server, docker_tiny  # noqa: F401 - fixtures reused here
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_coroutine
 
 from .helpers import env_body
 
@@ -86,9 +85,7 @@ def test_owner_subscriber_sees_her_env_come_up_and_nothing_of_others(role_server
         await asyncio.wait_for(asyncio.gather(*watching), 120)
         return streams["env"], streams["vms"], streams["bob"]
 
-    # A thread of its own: a session's Playwright (tests/e2e) keeps an event loop running in this one.
-    with ThreadPoolExecutor(1) as pool:
-        seen_by_alice, vm_events, seen_by_bob = pool.submit(asyncio.run, scenario()).result()
+    seen_by_alice, vm_events, seen_by_bob = run_coroutine(scenario())
     with controller.client() as c:
         c.delete(f"/api/envs/{env_id}")
 

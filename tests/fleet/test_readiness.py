@@ -4,6 +4,7 @@ console of a VM is its owner's alone."""
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 
@@ -20,6 +21,7 @@ from .test_acceptance import containers, wait_task
 from .test_api import api, make_host  # noqa: F401 - the fixture and the fake host of the API tests
 
 TINY = "ttstack/tiny:latest"
+CLAIMS_SSHD = "ttstack-test/claims-sshd:latest"
 
 
 @pytest.fixture
@@ -75,12 +77,22 @@ def test_env_is_active_only_once_ssh_answers(one_host, debian_docker_image, tmp_
         assert "SSH key(s) installed" in console["text"]
 
 
+@pytest.fixture
+def claims_sshd(docker_client):
+    """tiny relabelled as an sshd image (io.ttstack.ssh-port=22): the agent watches its port 22, where nothing
+    ever sends a banner. Built from the local tiny image, nothing pulled."""
+    docker_client.images.get(TINY)  # fails loudly when the image build did not run
+    dockerfile = f"FROM {TINY}\nLABEL io.ttstack.ssh-port=22\n".encode()
+    image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=CLAIMS_SSHD, pull=False, rm=True)
+    yield CLAIMS_SSHD
+    docker_client.images.remove(image.id, force=True)
+
+
 @pytest.mark.timeout(300)
-def test_vm_not_ready_in_time_fails_the_env_with_its_console(one_host, docker_client):
-    # tiny has no sshd: docker publishes port 22, but nothing there ever sends a banner
+def test_vm_not_ready_in_time_fails_the_env_with_its_console(one_host, claims_sshd, docker_client):
     ctl, env_id = one_host({"TTSTACK_SSH_READY_TIMEOUT": "3"})
     with ctl.client() as c:
-        r = c.post("/api/envs", json=env_body(env_id, image=TINY, ports=[22, 80]))
+        r = c.post("/api/envs", json=env_body(env_id, image=claims_sshd, ports=[80]))
         assert r.status_code == 202, r.text
         task = wait_task(c, r.json()["task"], timeout=120)
         assert task["status"] == "failed"
@@ -90,6 +102,25 @@ def test_vm_not_ready_in_time_fails_the_env_with_its_console(one_host, docker_cl
         assert "last console lines:\n" in env["error"]
         assert env["vms"][0]["ssh"]["ready"] is False
         wait_for(lambda: containers(docker_client, env_id) == [], timeout=60, message="rolled back")
+
+
+@pytest.mark.timeout(300)
+def test_port_22_of_an_image_without_sshd_is_published_not_awaited(one_host):
+    # tiny declares no sshd: a 22 in `ports` is only a port to publish, so the env does not wait for a banner
+    ctl, env_id = one_host({"TTSTACK_SSH_READY_TIMEOUT": "3"})
+    with ctl.client() as c:
+        r = c.post("/api/envs", json=env_body(env_id, image=TINY, ports=[22, 80]))
+        task = wait_task(c, r.json()["task"], timeout=120)
+        assert task["status"] == "completed", task
+        env = c.get(f"/api/envs/{env_id}").json()
+        assert env["state"] == "active"
+        [vm] = env["vms"]
+        assert set(vm["port_map"]) == {"22", "80"} and vm["ssh"]["ready"] is None
+        assert c.post(f"/api/envs/{env_id}/stop").status_code == 202
+        wait_for(lambda: c.get(f"/api/envs/{env_id}").json()["state"] == "stopped", timeout=60, message="stopped")
+        task = wait_task(c, c.post(f"/api/envs/{env_id}/start").json()["task"], timeout=120)
+        assert task["status"] == "completed", task
+        assert c.get(f"/api/envs/{env_id}").json()["vms"][0]["ssh"]["ready"] is None  # still not watched
 
 
 @pytest.mark.django_db

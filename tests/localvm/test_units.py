@@ -9,6 +9,7 @@ from django.utils import timezone
 from localvm import conf, jobs, tart
 from ttproject.tasks.models import Task, TaskStatus
 from ttproject.tasks.runner import TaskContext
+from ttproject.tasks.workers import worker_id
 
 from .conftest import TART
 
@@ -48,8 +49,8 @@ def test_stream_times_out_and_keeps_stderr():
 @pytest.fixture
 def ctx(db):
     task = Task.objects.create(action="localvm.stop", target="vm", params={"name": "vm"},
-                               status=TaskStatus.RUNNING)
-    return TaskContext(task)
+                               status=TaskStatus.RUNNING, claimed_by=worker_id())
+    return TaskContext(task)  # as a worker that claimed it: progress is only recorded by the task's holder
 
 
 def test_stop_falls_back_to_plain_stop(ctx, monkeypatch):

@@ -16,7 +16,7 @@ import os
 import psycopg
 import websockets
 
-from tests.conftest import REDIS_TEST_URL, wait_for
+from tests.conftest import REDIS_TEST_URL, run_coroutine, wait_for
 
 from .conftest import OPERATOR_KEY
 from .flows import env_body, env_id, wait_task
@@ -83,9 +83,9 @@ def test_two_webs_two_workers_outlive_a_killed_worker_a_killed_web_and_a_cut_hos
         cut.cut()  # the controller still has it online: one VM is placed there
         second = env_id("cut")
         task = c2.post("/api/envs", json=env_body(second, vms=3)).json()["task"]
-        assert asyncio.run(_first(_ws_url(webs[0], task)))["status"] in ("pending", "running")
+        assert run_coroutine(_first(_ws_url(webs[0], task)))["status"] in ("pending", "running")
         webs[0].kill()
-        messages = asyncio.run(_to_the_end(_ws_url(webs[1], task)))
+        messages = run_coroutine(_to_the_end(_ws_url(webs[1], task)))
         assert messages[0]["status"] in ("pending", "running", "failed"), messages[0]
         assert messages[-1]["status"] == "failed", messages[-1]
         assert cut.agent_addr in messages[-1]["error"], messages[-1]["error"]

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from ttproject.sshkeys import fingerprint, keyscan_keys, sends_banner
+from ttproject.sshkeys import fingerprint, keyscan, keyscan_keys, sends_banner
 
 from . import completion
 from .api import Api, segment
@@ -62,15 +61,14 @@ def scan_host_keys(endpoint: SshEndpoint, attempts: int = 5) -> list[tuple[str, 
     """(key type, base64 blob) of the keys offered on the port; a guest busy booting may not answer a
     first scan in time, so it is tried again."""
     for attempt in range(attempts):
-        scan = subprocess.run(["ssh-keyscan", "-T", "30", "-p", str(endpoint.port), endpoint.host],
-                              capture_output=True, text=True, timeout=120)
-        keys = keyscan_keys(scan.stdout)
+        scan = keyscan(endpoint.host, endpoint.port, 30)
+        keys = keyscan_keys(scan.output)
         if keys:
             return keys
         if attempt + 1 < attempts:
             time.sleep(2)
     raise CliError(f"{endpoint.host}:{endpoint.port} offered no SSH host key (ssh-keyscan: "
-                   f"{scan.stderr.strip()[-200:] or 'no answer'})")
+                   f"{scan.errors.strip()[-200:] or 'no answer'})")
 
 
 def pin_host_keys(known_hosts: Path, alias: str, endpoint: SshEndpoint,

@@ -34,9 +34,7 @@ task_router.register("api/tasks", TaskViewSet, basename="task")
 
 common_patterns = [path("api/health", health, name="health"), *docs_patterns]
 
-handlers = {
-    "handler400": "ttproject.api.exceptions.bad_request",
-    "handler403": "ttproject.api.exceptions.permission_denied",
-    "handler404": "ttproject.api.exceptions.page_not_found",
-    "handler500": "ttproject.api.exceptions.server_error",
-}
+# JSON error pages, as (handler400, handler403, handler404, handler500): each role's root URLconf sets those
+# names from this, since Django looks them up there
+ERROR_HANDLERS = ("ttproject.api.exceptions.bad_request", "ttproject.api.exceptions.permission_denied",
+                  "ttproject.api.exceptions.page_not_found", "ttproject.api.exceptions.server_error")

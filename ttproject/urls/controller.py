@@ -6,7 +6,7 @@ from django.urls import include, path
 from fleet.routing import websocket_urlpatterns as fleet_websockets
 from ttproject.tasks.routing import websocket_urlpatterns as task_websockets
 
-from .common import common_patterns, handlers, task_router  # noqa: F401
+from .common import ERROR_HANDLERS, common_patterns, task_router
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -15,10 +15,8 @@ urlpatterns = [
     path("", include("fleet.urls")),
 ]
 
-handler400 = handlers["handler400"]
-handler403 = handlers["handler403"]
-handler404 = handlers["handler404"]
-handler500 = handlers["handler500"]
 
 # WebSockets (ttproject/asgi.py): a task's progress, and the fleet's events.
 websocket_urlpatterns = [*task_websockets, *fleet_websockets]
+
+handler400, handler403, handler404, handler500 = ERROR_HANDLERS  # JSON error pages

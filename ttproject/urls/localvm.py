@@ -3,7 +3,7 @@
 from django.contrib import admin  # noqa: F401
 from django.urls import include, path
 
-from .common import common_patterns, handlers, task_router  # noqa: F401
+from .common import ERROR_HANDLERS, common_patterns, task_router
 
 urlpatterns = [
     *task_router.urls,
@@ -11,7 +11,4 @@ urlpatterns = [
     path("", include("localvm.urls")),
 ]
 
-handler400 = handlers["handler400"]
-handler403 = handlers["handler403"]
-handler404 = handlers["handler404"]
-handler500 = handlers["handler500"]
+handler400, handler403, handler404, handler500 = ERROR_HANDLERS  # JSON error pages
