@@ -15,6 +15,7 @@ from ttproject.urls.common import VERSION
 
 
 def info() -> dict:
+    images = list_images()  # first: an engine that fails to list them is probed again just below
     available, unavailable = registry.status()
     return {
         "host_id": conf.host_id(),
@@ -24,7 +25,7 @@ def info() -> dict:
         "engines_unavailable": unavailable,
         "storage": storages.get().name,
         "resources": resources(),
-        "images": list_images(),
+        "images": images,
         "vm_count": Vm.objects.count(),
         **exposure.report(),
     }

@@ -48,6 +48,7 @@ def list_images() -> list[dict]:
             result += [image_json(image, [engine.name]) for image in engine.images()]
         except EngineError as exc:
             log.warning("images of %s: %s", engine.name, exc)
+            registry.forget_probe(engine.name)  # a daemon that died since the last probe is seen at once
     return result
 
 

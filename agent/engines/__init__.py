@@ -101,6 +101,12 @@ def probe(name: str) -> tuple[bool, str]:
         return ok, why
 
 
+def forget_probe(name: str) -> None:
+    """The engine just failed at something: its next probe asks it again instead of trusting the cache."""
+    with _lock:
+        _probes.pop(name, None)
+
+
 def _trusted_for(name: str, ok: bool) -> float:
     """How long a probe result stands: the engine's `recheck_after` when it has one (its probe is cheap: a
     daemon that dies or comes back is seen at once), else a failure PROBE_RETRY s and a success for good."""

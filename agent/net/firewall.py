@@ -13,12 +13,15 @@ the agent makes itself (qemu), from FORWARD for packets entering or leaving it:
   into a docker bridge, the qemu processes (user `libvirt-qemu`) open none, for the same reason, while
   docker's port proxy still does.
 
-ip6tables gets the INPUT drop too. Rules are written with `iptables -w`; `install` is idempotent (the chain is
-flushed and refilled, the jumps added once), `remove` forgets a chain that is already gone.
+ip6tables gets the INPUT drop too. Rules are written with `iptables -w`; `install` is idempotent (a chain is
+filled once, ending with a marker rule that names a hash of its rules; a chain without that marker, new, half
+filled or with other rules, is flushed and filled again; the jumps are added once), `remove` forgets a chain
+that is already gone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pwd
 import shutil
@@ -69,11 +72,22 @@ def _output_rules(forward: bool) -> list:
     return [["-m", "owner", "--uid-owner", str(uid), "-j", "DROP"]]
 
 
+def _marker(rules: list) -> tuple[str, ...]:
+    """The chain's last rule: a comment naming a hash of the rules before it (a rule without a target only
+    counts packets). Present means the chain was filled completely with exactly these rules."""
+    digest = hashlib.sha256(repr(rules).encode()).hexdigest()[:16]
+    return ("-m", "comment", "--comment", f"ttstack:{digest}")
+
+
 def _fill(tool: str, chain: str, rules: list, jumps: list) -> None:
-    _ipt(tool, "-N", chain, check=False)
-    _ipt(tool, "-F", chain)
-    for rule in rules:
-        _ipt(tool, "-A", chain, *rule)
+    marker = _marker(rules)
+    # Filled already (every further VM of the env on this host): left alone. Refilling would flush a chain
+    # that guards running guests, opening the host to them until the rules are back, and costs ~2 calls a rule.
+    if _ipt(tool, "-C", chain, *marker, check=False).returncode != 0:
+        _ipt(tool, "-N", chain, check=False)
+        _ipt(tool, "-F", chain)
+        for rule in (*rules, marker):
+            _ipt(tool, "-A", chain, *rule)
     for base, *jump in jumps:
         if _ipt(tool, "-C", base, *jump, check=False).returncode != 0:
             _ipt(tool, "-I", base, "1", *jump)

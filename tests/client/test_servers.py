@@ -11,7 +11,7 @@ import stat
 import subprocess
 import sys
 
-from tests.conftest import ROOT, free_port, wait_for
+from tests.conftest import ROOT, free_port, require, wait_for
 from tests.core.test_task_websocket import JOBS_ENV, submit_in_server_db
 from ttproject.cli.servers import read_or_make_key
 from ttproject.cli.supervisor import child_pids
@@ -93,3 +93,27 @@ def test_key_file_is_made_once_and_kept(tmp_path):
         os.umask(old_umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(key) >= 32
     assert read_or_make_key(path) == key == path.read_text().strip()
+
+
+def test_up_lets_qemu_reach_the_local_agents_disks(tmp_path):
+    """With qemu on the local agent, `ttstack up` gives its data dir search permission for others (0711, never
+    read), as the agent gives its own: qemu runs as libvirt's user and walks down to the VM disks below both.
+    Before, a fresh /var/lib/ttstack stayed 0700 and every qemu VM of the README's example failed."""
+    require("libvirt")
+    data_dir, log = tmp_path / "data", tmp_path / "up.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("TTSTACK_API_KEY", "DATABASE_URL", "REDIS_URL")}
+    env.update(TTSTACK_DATA_DIR=str(data_dir), TTSTACK_ENGINES="qemu", PYTHONPATH=str(ROOT))
+    with open(log, "w") as out:
+        up = subprocess.Popen([sys.executable, "-m", "ttproject.cli", "up", "--port", str(free_port()),
+                               "--agent-port", str(free_port())], env=env, cwd=ROOT, stdout=out,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: "ttstack is running" in log.read_text() or up.poll() is not None, timeout=120,
+                 message="ttstack up")
+        assert up.poll() is None, log.read_text()
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (data_dir, data_dir / "agent",
+                                                                  data_dir / "api_key")}
+        assert modes == {"data": 0o711, "agent": 0o711, "api_key": 0o600}, modes
+    finally:
+        os.killpg(up.pid, signal.SIGTERM)
+        up.wait(60)

@@ -27,7 +27,7 @@ import click
 
 from agent.imagebuild import KINDS as IMAGE_KINDS
 from ttproject import exposure
-from ttproject.datadir import private_database, private_dir
+from ttproject.datadir import let_others_traverse, private_database, private_dir
 from ttproject.vocabulary import DEFAULT_PORTS, STORAGE_ALIASES, default_data_dir
 
 from .supervisor import Supervisor
@@ -285,11 +285,12 @@ def up(port, agent_port, api_key):
         print("ttstack: the controller or the agent did not come up", file=sys.stderr)
         sup.stop()
         sys.exit(1)
-    reply = httpx.post(f"{url}/api/hosts", json={"addr": agent_addr,
-                                                 "api_key": read_or_make_key(agent_dir / "api_key")},
+    agent_key_now = read_or_make_key(agent_dir / "api_key")
+    reply = httpx.post(f"{url}/api/hosts", json={"addr": agent_addr, "api_key": agent_key_now},
                        headers={"Authorization": f"Bearer {key}"}, timeout=30)
     if reply.status_code not in (200, 201, 409):
         print(f"ttstack: registering the local agent failed: {reply.status_code} {reply.text}", file=sys.stderr)
+    _let_qemu_reach_the_agent_dir(here, agent_addr, agent_key_now)
     print(
         f"\nttstack is running.\n  dashboard: {url}/\n  API:       {url}/api/ "
         f"(docs at {url}/api/docs/)\n  API key:   {key}\n  local host: {agent_addr}\n"
@@ -298,6 +299,21 @@ def up(port, agent_port, api_key):
         flush=True,
     )
     sys.exit(sup.wait())
+
+
+def _let_qemu_reach_the_agent_dir(here: Path, agent_addr: str, agent_key: str) -> None:
+    """When the local agent runs qemu: qemu runs as libvirt's user and must walk down to the VM disks below
+    `here` too, so `here` gets search permission for others (0711, never read), as the agent gives its own
+    dir (agent/startup.py). The files here stay 0600."""
+    import httpx
+
+    try:
+        engines = httpx.get(f"http://{agent_addr}/api/info", headers={"Authorization": f"Bearer {agent_key}"},
+                            timeout=30).json().get("engines", [])
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return
+    if "qemu" in engines:
+        let_others_traverse(here)
 
 
 @click.command("build", short_help="Build one of ttstack's images (tiny, docker-tiny, debian-12) here.",
