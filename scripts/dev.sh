@@ -115,6 +115,9 @@ fi
 
 if [ "$MODE" = up ]; then
   DATA=${TTSTACK_DATA_DIR:-/var/lib/ttstack}
+  # Private from the start (keys and databases live here); the image build below would make it 0755.
+  [ -d "$DATA" ] || install -d -m 0700 "$DATA"
+  [ -d "$DATA/agent" ] || install -d -m 0700 "$DATA/agent"
   log "building the demo images of the README (cached after the first run)"
   TTSTACK_DATA_DIR=$DATA/agent ttstack image build docker-tiny
   TTSTACK_DATA_DIR=$DATA/agent ttstack image build tiny
