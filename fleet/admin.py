@@ -6,7 +6,7 @@ from django.shortcuts import redirect
 
 from ttproject.errors import DomainError
 
-from . import deadlines, hosts, lifecycle
+from . import deadlines, events, hosts, lifecycle
 from .models import Environment, Host, Vm
 
 
@@ -57,17 +57,28 @@ class HostAdmin(admin.ModelAdmin):
 
     @admin.action(description="Drain: take no new placements")
     def drain(self, request, queryset):
-        self.message_user(request, f"{queryset.update(drain=True)} host(s) draining")
+        self.message_user(request, f"{_set_drain(queryset, True)} host(s) draining")
 
     @admin.action(description="Undrain: accept placements again")
     def undrain(self, request, queryset):
-        self.message_user(request, f"{queryset.update(drain=False)} host(s) accepting placements")
+        self.message_user(request, f"{_set_drain(queryset, False)} host(s) accepting placements")
 
     @admin.action(description="Detach (gone for good): its VMs are lost, its envs finish deleting or fail")
     def detach(self, request, queryset):
         for host in queryset:
             hosts.detach_host(host.pk)
+            events.record("host.detach", f"host/{host.pk}", actor=events.OPERATOR, outcome="admin")
         self.message_user(request, f"{len(queryset)} host(s) detached")
+
+
+def _set_drain(queryset, drain: bool) -> int:
+    """Set `drain` on the hosts, each recorded as the API's PATCH would be (outcome `admin`: no HTTP here)."""
+    ids = list(queryset.values_list("pk", flat=True))
+    changed = Host.objects.filter(pk__in=ids).update(drain=drain)
+    for host_id in ids:
+        events.record("host.update", f"host/{host_id}", actor=events.OPERATOR, outcome="admin",
+                      detail={"drain": drain})
+    return changed
 
 
 class VmInline(admin.TabularInline):

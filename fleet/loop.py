@@ -211,12 +211,15 @@ class Heartbeat:
                         state=VmState.FAILED, gone=True, error="the agent no longer has this VM",
                         updated_at=timezone.now()):
                     log.warning("VM %s of %s lost by agent %s: marked failed", vm.id, vm.env_id, host.addr)
+                    events.vm_state(vm, VmState.FAILED, vm.env.owner)
                     touched.add(vm.env_id)
                 continue
             before = (vm.state, vm.reported())
             vm.apply_agent(seen)
             if (vm.state, vm.reported()) != before and row.update(
                     state=vm.state, error=vm.error, updated_at=timezone.now(), **vm.reported()):
+                if vm.state != before[0]:  # seen by the heartbeat: stopped or failed outside ttstack
+                    events.vm_state(vm, vm.state, vm.env.owner)
                 touched.add(vm.env_id)
         for env_id in touched:
             states = list(Vm.objects.filter(env_id=env_id).exclude(state=VmState.DELETED)

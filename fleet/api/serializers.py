@@ -283,7 +283,8 @@ class FleetStatusSerializer(RowSerializerMixin, serializers.Serializer):
     controller_id = serializers.CharField(help_text="this controller's id, sent with every VM create; agents "
                                                     "label the guests with it (docs/security.md)")
     auth = serializers.ChoiceField(choices=AUTH_MODES, help_text=AUTH_HELP)
-    warnings = serializers.ListField(child=serializers.CharField(), help_text="e.g. serving without a key")
+    warnings = serializers.ListField(child=serializers.CharField(),
+                                     help_text="e.g. serving without a key, tasks that no job worker runs")
 
 
 _ERROR_TEXT = {

@@ -2,10 +2,12 @@
 Jobs are not run here (their tasks stay pending); the acceptance tests run them against real agents."""
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection, connections
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -14,7 +16,7 @@ from fleet.capacity import host_caps
 from fleet.choices import EnvState, HostState, VmState
 from fleet.models import Environment, Host, Vm
 from tests.conftest import require, wait_for
-from ttproject.tasks.models import Task
+from ttproject.tasks.models import Task, TaskStatus, Worker
 
 from .helpers import agent_info, env_body, ssh_key
 
@@ -285,6 +287,21 @@ def test_status_and_images(api):
     assert (s["cpu_total"], s["cpu_used"], s["mem_total"], s["mem_used"]) == (8, 3, 8192, 1000)
     images = api.get("/api/images").json()
     assert images[0]["name"] == "alpine" and len(images[0]["hosts"]) == 2
+
+
+def test_status_warns_of_tasks_that_no_worker_runs(api, settings):
+    settings.TASK_PENDING_TIMEOUT = 60
+    assert api.get("/api/status").json()["warnings"] == []
+    task = Task.objects.create(action="fleet.env_create", target="e", status=TaskStatus.PENDING)
+    [warning] = api.get("/api/status").json()["warnings"]  # no worker row at all: nothing will run it
+    assert warning.startswith("1 task(s) pending and no job worker heard from") and "TTSTACK_WORKER_TIMEOUT" in warning
+    Worker.objects.create(name="h:1", last_heartbeat=timezone.now())
+    assert api.get("/api/status").json()["warnings"] == []  # a live worker, the task just came
+    Task.objects.filter(pk=task.pk).update(created_at=timezone.now() - timedelta(seconds=61))
+    [warning] = api.get("/api/status").json()["warnings"]  # a live worker that does not take it
+    assert "pending for more than TTSTACK_TASK_PENDING_TIMEOUT (60 s) although a worker is alive" in warning
+    Worker.objects.filter(pk="h:1").update(last_heartbeat=timezone.now() - timedelta(seconds=settings.WORKER_TIMEOUT + 1))
+    assert "no job worker heard from" in api.get("/api/status").json()["warnings"][0]
 
 
 def test_stopped_vms_keep_only_their_disk():

@@ -10,6 +10,7 @@ from fleet import lifecycle, loop
 from fleet.choices import EnvState, HostState, VmState
 from fleet.identity import controller_id
 from fleet.models import Environment, Host, Lease, Vm, derive_env_state
+from fleet.models_governance import Event
 from ttproject.tasks.models import Task
 
 from .helpers import agent_info
@@ -53,6 +54,9 @@ def test_reconcile_marks_lost_vms_failed_and_tracks_orphans(host):
                  {"id": "by-hand", "state": "running"}]
     hb.reconcile(host, agent_vms)
     vm0, vm1 = Vm.objects.order_by("index")
+    # each state change the heartbeat saw is an event, for the env's owner
+    seen = sorted((e.target, e.outcome) for e in Event.objects.filter(action="vm.state"))
+    assert seen == [("vm/e-0", VmState.STOPPED), ("vm/e-1", VmState.FAILED)]
     assert (vm0.state, vm0.port_map, vm0.ip) == (VmState.STOPPED, {"80": 20001}, "172.17.0.2")
     assert (vm1.state, vm1.gone) == (VmState.FAILED, True) and "no longer" in vm1.error
     env.refresh_from_db()
@@ -132,6 +136,11 @@ def test_admin_pages_and_actions(client, host):
         assert client.get(url).status_code == 200, url
     client.post("/admin/fleet/host/", {"action": "drain", "_selected_action": [host.id]})
     assert Host.objects.get().drain
+    client.post("/admin/fleet/host/", {"action": "undrain", "_selected_action": [host.id]})
+    assert not Host.objects.get().drain
+    client.post("/admin/fleet/host/", {"action": "drain", "_selected_action": [host.id]})
+    recorded = [(e.actor, e.action, e.target, e.detail) for e in Event.objects.filter(action="host.update")]
+    assert recorded == [("operator", "host.update", f"host/{host.id}", {"drain": flag}) for flag in (True, False, True)]
     before = Environment.objects.get().expires_at
     client.post("/admin/fleet/environment/", {"action": "extend_1h", "_selected_action": ["e"]})
     assert Environment.objects.get().expires_at - before >= timedelta(minutes=59)

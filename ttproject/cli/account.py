@@ -8,8 +8,8 @@ import click
 
 from . import config
 from .api import Api, require_auth_ok
-from .output import emit, fields, output_option
-from .session import current_session, with_api
+from .output import emit, fields
+from .session import api_command, current_session
 
 
 @click.command(short_help="Remember a controller and its token.", help="Check URL and token against the controller's /api/status and remember them "
@@ -54,12 +54,12 @@ def render_status(data: dict):
                    ("mem reserved", pair("mem_used", "mem_total", " MiB")),
                    ("disk reserved", pair("disk_used", "disk_total", " MiB")),
                    ("environments", f"{status.get('total_envs')}" + (f" ({states})" if states else "")),
-                   ("VMs", f"{status.get('total_vms')}" + (f" ({vm_states})" if vm_states else ""))])
+                   ("VMs", f"{status.get('total_vms')}" + (f" ({vm_states})" if vm_states else "")),
+                   *(("warning", text) for text in status.get("warnings") or [])])
 
 
 @click.command(short_help="The fleet's figures.", help="The fleet's figures: hosts online, reserved cpu/mem/disk, environments and VMs by state.")
-@output_option
-@with_api
+@api_command
 def status(api: Api, fmt):
     reply = api.get("/api/status")
     emit(reply, fmt, lambda r: render_status({"status": r, "url": api.target.url, "profile": api.target.profile}))

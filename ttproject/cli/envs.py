@@ -10,8 +10,8 @@ import click
 from . import completion
 from .api import Api, segment
 from .errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, CliError
-from .output import emit, fields, output_option, table, until, when
-from .session import with_api
+from .output import emit, fields, table, until, when
+from .session import api_command
 from .ssh import ssh_command
 from .units import DURATION, VM_SPEC, format_duration
 from .vms import VM_COLUMNS, vm_row
@@ -62,16 +62,14 @@ def render_envs(envs: list):
 @env_group.command("list", help="List environments (an owner sees only hers).")
 @click.option("--state", "states", multiple=True, type=click.Choice(ENV_STATES), help="only these states")
 @click.option("--owner", default=None, help="only this owner's")
-@output_option
-@with_api
+@api_command
 def env_list(api: Api, states, owner, fmt):
     emit(api.get("/api/envs", state=list(states), owner=owner), fmt, render_envs)
 
 
 @env_group.command("show", help="One environment and its VMs (state, host, SSH, ports).")
 @ENV_NAME
-@output_option
-@with_api
+@api_command
 def env_show(api: Api, name, fmt):
     emit(api.get(env_path(name)), fmt, render_env)
 
@@ -162,8 +160,7 @@ def create_body(name, vms, count, keys, lifetime, deny_outgoing, owner, spec_fil
 @click.option("-f", "--file", "spec_file", type=click.File("r"), default=None,
               help="the CreateEnvReq body as JSON or YAML ('-' reads stdin)")
 @NO_WAIT
-@output_option
-@with_api
+@api_command
 def env_create(api: Api, name, vms, count, keys, lifetime, deny_outgoing, owner, spec_file, no_wait, fmt):
     body = create_body(name, vms, count, keys, lifetime, deny_outgoing, owner, spec_file)
     reply = api.post("/api/envs", body)
@@ -174,8 +171,7 @@ def _power(action: str, help_text: str):
     @env_group.command(action, help=help_text)
     @ENV_NAME
     @NO_WAIT
-    @output_option
-    @with_api
+    @api_command
     def command(api: Api, name, no_wait, fmt):
         follow(api, api.post(env_path(name, action)), name, no_wait, fmt)
 
@@ -189,8 +185,7 @@ env_start = _power("start", "Start the environment's VMs again.")
 @env_group.command("delete", help="Destroy every VM of the environment.")
 @ENV_NAME
 @NO_WAIT
-@output_option
-@with_api
+@api_command
 def env_delete(api: Api, name, no_wait, fmt):
     follow(api, api.call("DELETE", env_path(name)), name, no_wait, fmt, gone_ok=True)
 
@@ -198,8 +193,7 @@ def env_delete(api: Api, name, no_wait, fmt):
 @env_group.command("extend", short_help="Expire DURATION from now.", help="Set the environment to expire DURATION from now (e.g. 2h, 1d).")
 @ENV_NAME
 @click.argument("lifetime", type=DURATION)
-@output_option
-@with_api
+@api_command
 def env_extend(api: Api, name, lifetime, fmt):
     reply = api.post(env_path(name, "extend"), {"lifetime": lifetime}, feature="env extend")
     if not isinstance(reply, dict) or "vms" not in reply:
@@ -212,8 +206,7 @@ def env_extend(api: Api, name, lifetime, fmt):
 @click.option("--state", "wanted", type=click.Choice((*ENV_STATES, "deleted")), default="active",
               show_default=True)
 @click.option("--timeout", type=DURATION, default=None, help="give up after this long (exit 1)")
-@output_option
-@with_api
+@api_command
 def env_wait(api: Api, name, wanted, timeout, fmt):
     deadline = time.monotonic() + timeout if timeout else None
     while True:

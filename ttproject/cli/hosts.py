@@ -8,8 +8,8 @@ import click
 from . import completion
 from .api import Api
 from .errors import EXIT_NOT_FOUND, CliError
-from .output import emit, fields, output_option, table, when
-from .session import with_api
+from .output import emit, fields, table, when
+from .session import api_command
 from .watch import Watch
 
 HOST = click.argument("host", shell_complete=completion.host_names)
@@ -62,8 +62,7 @@ def render_host(host: dict):
 @host_group.command("add", help="Register the agent at ADDR (host:port); it is probed first.")
 @click.argument("addr")
 @click.option("--key", "api_key", default=None, help="the agent's API key")
-@output_option
-@with_api
+@api_command
 def host_add(api: Api, addr, api_key, fmt):
     body = {"addr": addr, **({"api_key": api_key} if api_key else {})}
     emit(api.post("/api/hosts", body), fmt, render_host)
@@ -71,16 +70,14 @@ def host_add(api: Api, addr, api_key, fmt):
 
 @host_group.command("list", help="List hosts with their reservations.")
 @click.option("--state", type=click.Choice(["online", "offline"]), default=None)
-@output_option
-@with_api
+@api_command
 def host_list(api: Api, state, fmt):
     emit(api.get("/api/hosts", state=state), fmt, render_hosts)
 
 
 @host_group.command("show", help="One host: engines, storage, images, resources.")
 @HOST
-@output_option
-@with_api
+@api_command
 def host_show(api: Api, host, fmt):
     emit(api.get(f"/api/hosts/{host_id(api, host)}"), fmt, render_host)
 
@@ -88,8 +85,7 @@ def host_show(api: Api, host, fmt):
 def _set_drain(name: str, drain: bool, help_text: str):
     @host_group.command(name, help=help_text)
     @HOST
-    @output_option
-    @with_api
+    @api_command
     def command(api: Api, host, fmt):
         reply = api.call("PATCH", f"/api/hosts/{host_id(api, host)}", json={"drain": drain}, feature=f"host {name}")
         emit(reply, fmt, render_host)
@@ -105,8 +101,7 @@ host_undrain = _set_drain("undrain", False, "Place new VMs on the host again.")
                                    "without it.")
 @HOST
 @click.option("--no-wait", is_flag=True, help="do not follow the task, if the controller starts one")
-@output_option
-@with_api
+@api_command
 def host_detach(api: Api, host, no_wait, fmt):
     ident = host_id(api, host)
     reply = api.post(f"/api/hosts/{ident}/detach", feature="host detach")
@@ -118,8 +113,7 @@ def host_detach(api: Api, host, no_wait, fmt):
 
 @host_group.command("rm", short_help="Remove a host.", help="Remove a host (refused while it still has VMs, unless it is detached).")
 @HOST
-@output_option
-@with_api
+@api_command
 def host_rm(api: Api, host, fmt):
     ident = host_id(api, host)
     api.call("DELETE", f"/api/hosts/{ident}")

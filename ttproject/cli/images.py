@@ -6,8 +6,8 @@ from __future__ import annotations
 import click
 
 from .api import Api, segment
-from .output import emit, output_option, table
-from .session import with_api
+from .output import emit, table
+from .session import api_command
 from .watch import Watch
 
 
@@ -42,8 +42,7 @@ def render_images(images: list):
 
 
 @image_group.command("list", help="Every image some host has, with the hosts that have it.")
-@output_option
-@with_api
+@api_command
 def image_list(api: Api, fmt):
     emit(api.get("/api/images"), fmt, render_images)
 
@@ -63,8 +62,7 @@ def _host_ids(api: Api, refs) -> list[int]:
               help="default: from the URL")
 @click.option("--host", "hosts", multiple=True, help="target host (repeatable; default: every host)")
 @click.option("--no-wait", is_flag=True, help="return at once with the task")
-@output_option
-@with_api
+@api_command
 def image_import(api: Api, name, url, source, sha256, image_format, hosts, no_wait, fmt):
     if bool(url) == bool(source):
         raise click.UsageError("give exactly one of --url URL or --from-host HOST")
@@ -86,8 +84,7 @@ def image_import(api: Api, name, url, source, sha256, image_format, hosts, no_wa
 @image_group.command("rm", help="Remove an image from hosts (refused while a VM uses it).")
 @click.argument("name")
 @click.option("--host", "hosts", multiple=True, help="only from this host (repeatable; default: every host)")
-@output_option
-@with_api
+@api_command
 def image_rm(api: Api, name, hosts, fmt):
     params = {"host": [str(i) for i in _host_ids(api, hosts)]} if hosts else None
     reply = api.call("DELETE", f"/api/images/{segment(name)}", params=params, feature="image rm")

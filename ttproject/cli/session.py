@@ -8,6 +8,7 @@ import click
 
 from .api import Api
 from .config import resolve
+from .output import output_option
 
 
 class Session:
@@ -39,3 +40,8 @@ def with_api(command):
         return command(current_session().api, *args, **kwargs)
 
     return wrapper
+
+
+def api_command(command):
+    """with_api, plus the `-o table|json|yaml` option every such command has."""
+    return output_option(with_api(command))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from .api import Api, segment
-from .output import emit, fields, output_option, table, when
-from .session import with_api
+from .output import emit, fields, table, when
+from .session import api_command
 from .watch import Watch, env_of
 
 
@@ -33,24 +33,21 @@ def render_task(task: dict):
 
 @task_group.command("list", help="Recent tasks (the last 100), or only those still running.")
 @click.option("--active", is_flag=True, help="only pending and running tasks")
-@output_option
-@with_api
+@api_command
 def task_list(api: Api, active, fmt):
     emit(api.get("/api/tasks/active" if active else "/api/tasks"), fmt, render_tasks)
 
 
 @task_group.command("show", help="One task, with its log.")
 @click.argument("task_id")
-@output_option
-@with_api
+@api_command
 def task_show(api: Api, task_id, fmt):
     emit(api.get(f"/api/tasks/{segment(task_id)}"), fmt, render_task)
 
 
 @task_group.command("watch", short_help="Follow a task to its end.", help="Follow a task to its end (exit 1 if it fails); Ctrl-C stops watching only.")
 @click.argument("task_id")
-@output_option
-@with_api
+@api_command
 def task_watch(api: Api, task_id, fmt):
     task = api.get(f"/api/tasks/{segment(task_id)}")
     watch = Watch(api, task_id, env_of(task))
