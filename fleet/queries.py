@@ -7,7 +7,6 @@ from __future__ import annotations
 from django.db.models import Count, Q
 
 from ttproject import exposure
-from ttproject.tasks.workers import queue_warnings
 
 from .api.serializers import EnvironmentRowSerializer, EnvironmentSerializer, HostSerializer, VmSerializer
 from .choices import HostState
@@ -72,7 +71,6 @@ def fleet_status() -> dict:
     vms = dict(Vm.objects.filter(gone=False).values_list("state").annotate(n=Count("id")))
     out.update(total_envs=sum(envs.values()), total_vms=sum(vms.values()), envs_by_state=envs,
                vms_by_state=vms, controller_id=controller_id(), **exposure.report())
-    out["warnings"] = [*out["warnings"], *queue_warnings()]
     return out
 
 

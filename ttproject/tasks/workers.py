@@ -74,18 +74,20 @@ def queue_warnings() -> list[str]:
     """What an operator must be told about the job queue (GET /api/status `warnings`): tasks pending while no
     worker is alive (no worker process at all runs the report of requeue_orphans), or pending so long that
     the live workers evidently do not take them."""
+    from django.db.models import Count, Q
+
     from .models import Task, TaskStatus
 
     now = timezone.now()
-    pending = Task.objects.filter(status=TaskStatus.PENDING)
-    count = pending.count()
+    old = Q(created_at__lt=now - timedelta(seconds=settings.TASK_PENDING_TIMEOUT))
+    tally = Task.objects.filter(status=TaskStatus.PENDING).aggregate(count=Count("pk"), waiting=Count("pk", filter=old))
+    count, waiting = tally["count"], tally["waiting"]
     if not count:
         return []
     if not Worker.objects.filter(last_heartbeat__gte=now - timedelta(seconds=settings.WORKER_TIMEOUT)).exists():
         return [f"{count} task(s) pending and no job worker heard from within TTSTACK_WORKER_TIMEOUT "
                 f"({settings.WORKER_TIMEOUT:g} s): nothing runs them until one starts (`ttstack worker --role "
                 f"ROLE`; the server commands start their own)"]
-    waiting = pending.filter(created_at__lt=now - timedelta(seconds=settings.TASK_PENDING_TIMEOUT)).count()
     if waiting:
         return [f"{waiting} task(s) pending for more than TTSTACK_TASK_PENDING_TIMEOUT "
                 f"({settings.TASK_PENDING_TIMEOUT:g} s) although a worker is alive: no worker on their queue, "
