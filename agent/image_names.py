@@ -54,3 +54,12 @@ def docker_ref(name: str) -> str:
     """The reference with its tag: "ttstack/tiny" means "ttstack/tiny:latest"."""
     last = name.rsplit("/", 1)[-1]
     return name if (":" in last or "@" in name) else f"{name}:latest"
+
+
+def check_any(name: str) -> str:
+    """A disk image's name as it is, else a docker reference with its tag (a spread or a delete may name
+    either; "ttstack/tiny" is "ttstack/tiny:latest", as the agents list it)."""
+    try:
+        return check_name(name)
+    except ImageNameError:
+        return docker_ref(check_docker_ref(name))

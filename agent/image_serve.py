@@ -5,7 +5,8 @@ to that image and an expiry, signed with HMAC-SHA256 under a secret only this ag
 (DATA_DIR/image_ticket_secret, 0600). The target agent downloads the path with the ticket as its only
 credential (it never sees this host's key), streamed, and may resume with `Range: bytes=N-` after a cut.
 A single-file disk (NAME.qcow2 / NAME.raw) is served as it is, a directory image as a bundle (a stable tar
-of its files, agent/image_bundle.py; format `image-dir`).
+of its files, agent/image_bundle.py; format `image-dir`), a docker image as `docker save` makes it
+(agent/docker_save.py; format `docker-archive`, which the target's import hands to `docker load`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from urllib.parse import quote
 from django.conf import settings
 from django.http import HttpResponseNotAllowed, JsonResponse, StreamingHttpResponse
 
-from agent import conf, image_bundle
-from agent.image_names import ImageNameError, check_name
+from agent import conf, docker_save, image_bundle
+from agent.image_names import ImageNameError, check_any, check_name
 from agent.storage import image_dir
 from ttproject import errors
 
@@ -46,13 +47,9 @@ def _signature(name: str, expires: int) -> str:
 
 
 class Served:
-    """What GET .../content sends for an image: its layout (agent/image_bundle.py), format and sha256."""
+    """What GET .../content sends for a disk image: its layout (agent/image_bundle.py), format and sha256."""
 
-    def __init__(self, name: str):
-        check_name(name)
-        image = image_dir.find_disk_image(name, conf.image_dir())
-        if image is None or image.disk is None:
-            raise errors.NotFound(f"no disk image {name!r} on this host")
+    def __init__(self, name: str, image):
         self.image = image
         self.directory = conf.image_dir().resolve() / name
         self.single = image.disk.parent == conf.image_dir().resolve()
@@ -69,15 +66,55 @@ class Served:
             return image_bundle.file_sha256(self.image.disk, CHUNK)
         return image_bundle.bundle_sha256(self.directory, CHUNK)
 
+    def listed_sha256(self) -> str:
+        """What GET /api/images lists for it (a directory image: its disk's), to tell a host has it already."""
+        return self.sha256() if self.single else self.image.extra.get("sha256", "")
+
+    def pieces(self, start: int, end: int):
+        return image_bundle.read(self.layout, start, end, CHUNK)
+
+
+class DockerServed:
+    """What GET .../content sends for a docker image: `docker save` of it (agent/docker_save.py)."""
+
+    format = "docker-archive"
+
+    def __init__(self, image, ref: str):
+        self.image, self.ref = image, ref
+        self.size, self._sha256 = docker_save.measure(image, ref, CHUNK)
+
+    def sha256(self) -> str:
+        return self._sha256
+
+    def listed_sha256(self) -> str:
+        return self.image.id.removeprefix("sha256:")  # a docker image is listed by its id (the same after a load)
+
+    def pieces(self, start: int, end: int):
+        return docker_save.read(self.image, self.ref, start, end, CHUNK)
+
+
+def served(name: str) -> Served | DockerServed:
+    """The disk image of that name, else the docker image; NotFound when this host has neither."""
+    check_any(name)
+    try:
+        disk = image_dir.find_disk_image(check_name(name), conf.image_dir())
+    except ImageNameError:
+        disk = None
+    if disk is not None and disk.disk is not None:
+        return Served(name, disk)
+    image, ref = docker_save.find(name)
+    if image is not None:
+        return DockerServed(image, ref)
+    raise errors.NotFound(f"no disk or docker image {name!r} on this host")
+
 
 def issue_ticket(name: str) -> dict:
-    served = Served(name)
+    image = served(name)
     expires = int(time.time() + float(settings.AGENT_IMAGE_TICKET_TTL))
     ticket = f"{expires}.{_signature(name, expires)}"
-    return {"name": name, "path": f"/api/images/{quote(name)}/content?ticket={ticket}", "expires_at": expires,
-            "sha256": served.sha256(), "size": served.size, "format": served.format,
-            # what GET /api/images lists for it (a directory image: its disk's), to tell a host has it already
-            "image_sha256": served.image.extra.get("sha256", "") if not served.single else served.sha256()}
+    return {"name": name, "path": f"/api/images/{quote(name, safe='')}/content?ticket={ticket}",
+            "expires_at": expires, "sha256": image.sha256(), "size": image.size, "format": image.format,
+            "image_sha256": image.listed_sha256()}
 
 
 def ticket_valid(name: str, ticket: str) -> bool:
@@ -87,9 +124,9 @@ def ticket_valid(name: str, ticket: str) -> bool:
     return hmac.compare_digest(signature, _signature(name, int(expires)))
 
 
-async def _chunks(layout: list, start: int, end: int):
+async def _chunks(image: Served | DockerServed, start: int, end: int):
     """The bytes start..end (inclusive), each chunk read in a thread so the event loop keeps serving."""
-    pieces = image_bundle.read(layout, start, end, CHUNK)
+    pieces = image.pieces(start, end)
     try:
         while chunk := await asyncio.to_thread(next, pieces, b""):
             yield chunk
@@ -102,17 +139,17 @@ def content(request, name: str):
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
     try:
-        check_name(name)
+        check_any(name)
     except ImageNameError as exc:
         return JsonResponse({"detail": exc.message}, status=400)
     if not ticket_valid(name, request.GET.get("ticket", "")):
         return JsonResponse({"detail": "a valid, unexpired image ticket is required (POST /api/images/NAME/"
                                        "ticket with the host's key)"}, status=403)
     try:
-        served = Served(name)
+        image = served(name)
     except errors.DomainError as exc:
         return JsonResponse({"detail": exc.message}, status=404)
-    size = served.size
+    size = image.size
     start, end, status = 0, size - 1, 200
     wanted = request.headers.get("Range")
     if wanted:
@@ -122,7 +159,7 @@ def content(request, name: str):
             reply["Content-Range"] = f"bytes */{size}"
             return reply
         start, end, status = int(match[1]), min(int(match[2] or size - 1), size - 1), 206
-    body = _chunks(served.layout, start, end) if request.method == "GET" else _nothing()
+    body = _chunks(image, start, end) if request.method == "GET" else _nothing()
     reply = StreamingHttpResponse(body, status=status, content_type="application/octet-stream")
     reply["Content-Length"] = str(end - start + 1)
     reply["Accept-Ranges"] = "bytes"

@@ -150,6 +150,7 @@ def _bring_up(vm: Vm, engine: Engine, image: Image) -> CreateResult:
         expected = isinstance(exc, (errors.DomainError, ValueError, RuntimeError))
         message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
         log.warning("create %s failed: %s", vm.id, message, exc_info=not isinstance(exc, EngineError))
+        networks.forget(vm.network, vm.engine)  # it may be the cause: the next create checks it again
         cleanup_error = teardown_or_release(vm, spec, engine)
         if cleanup_error:
             message = f"{message}; cleaning up also failed: {cleanup_error}"
@@ -261,7 +262,7 @@ def stop_vm(vm_id: str) -> Vm:
 
 
 def _start(engine: Engine, spec: GuestSpec) -> None:
-    networks.ensure(spec.network, engine.name)  # gone after a reboot of the host, say
+    networks.ensure(spec.network, engine.name, check=True)  # gone after a reboot of the host, say
     engine.start(spec)
 
 

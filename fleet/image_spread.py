@@ -18,7 +18,7 @@ import time
 
 from django.db import transaction
 
-from agent.image_names import ImageNameError, check_docker_ref, check_name
+from agent.image_names import check_any
 from ttproject import errors
 from ttproject.tasks import runner
 from ttproject.tasks.registry import job
@@ -43,11 +43,8 @@ def _url(host: Host, path: str) -> str:
 
 
 def check_image_name(name: str) -> str:
-    """A disk image name or a docker reference (agent.image_names); Invalid (400) otherwise."""
-    try:
-        return check_name(name)
-    except ImageNameError:
-        return check_docker_ref(name)
+    """A disk image name or a docker reference, with its tag (agent.image_names); Invalid (400) otherwise."""
+    return check_any(name)
 
 
 def start_spread(data: dict):
@@ -198,7 +195,7 @@ def delete_everywhere(name: str, host_ids: list[int] | None) -> dict:
     is touched, while a live VM of this controller uses it there; the agents refuse too (their own VMs)."""
     from .models import Vm
 
-    check_image_name(name)
+    name = check_image_name(name)
     hosts = list(Host.objects.filter(pk__in=host_ids) if host_ids else
                  [h for h in Host.objects.order_by("id") if _has(h, name)])
     if host_ids and len(hosts) != len(set(host_ids)):

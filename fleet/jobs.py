@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import time
 
+from django.db import transaction
+
 from ttproject.tasks.registry import job
 from ttproject.tasks.runner import TaskFailed
 
@@ -39,13 +41,26 @@ def _own_env(ctx) -> Environment | dict:
 # ------------------------------------------------------------------------------------------- create
 
 
-def _create_one(env: Environment, vm: Vm, ctx) -> str | None:
-    """Create one VM; None on success, else the error."""
+def _mark_creating(vms: list[Vm]) -> set[str]:
+    """The VMs still to be made, `creating`, in one transaction (written by each VM's thread, eight rows and
+    their events waited for SQLite's write lock in turn, up to 0.1 s before the first agent was called).
+    Returns the ids that were `pending`: never asked of an agent."""
+    fresh = {vm.id for vm in vms if vm.state == VmState.PENDING}
+    with transaction.atomic():
+        for vm in vms:
+            if vm.state not in (VmState.RUNNING, VmState.STOPPED):
+                vm.write(state=VmState.CREATING)
+    return fresh
+
+
+def _create_one(env: Environment, vm: Vm, ctx, fresh: set[str]) -> str | None:
+    """Create one VM (marked `creating`); None on success, else the error."""
     if vm.state in (VmState.RUNNING, VmState.STOPPED):
         return None  # done by an earlier run of this job
     if not is_current(env.id, ctx.id):
+        if vm.id in fresh:  # a delete took over before its agent was asked: nothing to undo anywhere
+            vm.write(gone=True)
         return CANCELLED
-    vm.write(state=VmState.CREATING)
     started = time.monotonic()
     try:
         with AgentClient.for_host(vm.host) as agent:
@@ -75,7 +90,8 @@ def env_create(ctx):
         return env
     vms = list(env.vms.select_related("host").filter(gone=False).order_by("index"))
     ctx.log(f"creating {len(vms)} VM(s) on {len({vm.host_id for vm in vms})} host(s)")
-    errors = parallel(lambda vm: _create_one(env, vm, ctx), vms)
+    fresh = _mark_creating(vms)
+    errors = parallel(lambda vm: _create_one(env, vm, ctx, fresh), vms)
     failed = {vm.id: err for vm, err in zip(vms, errors, strict=True) if err}
     if not failed:  # created: active once every VM answers SSH / has its ports published
         failed = await_ready(vms, lambda: is_current(env.id, ctx.id), ctx.log)

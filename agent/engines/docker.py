@@ -13,7 +13,7 @@
   published ports answer), the env's peers too; everything else the guest sends is dropped. The holder owns
   the hostname, the published ports and the network endpoint. The agent must run as root (nsenter).
 - SSH: images labelled as running sshd publish port 22 and get the env's keys in a read-only file
-  (agent/engines/docker_ssh.py); others get the keys written into the container before it starts.
+  (agent/engines/docker_ssh.py); others get the same file mounted at /root/.ssh/authorized_keys.
 """
 
 from __future__ import annotations
@@ -128,8 +128,7 @@ class DockerEngine(Engine):
             self._start_holder(spec, ports)
         network_host_config, network_args = self._networking(spec, ports)
         # The low-level API: one call to create and one to start, as few round trips as `docker run`.
-        keys_at = docker_ssh.keys_path(spec.image)
-        binds = docker_ssh.keys_bind(spec, keys_at) if keys_at else {}
+        binds = docker_ssh.keys_binds(spec)
         host_config = api.create_host_config(
             nano_cpus=int(spec.cpu * 1_000_000_000),
             mem_limit=f"{int(spec.mem)}m",
@@ -152,11 +151,8 @@ class DockerEngine(Engine):
                 created = api.create_container(**kwargs)
         except docker.errors.DockerException as exc:
             raise EngineError(f"docker could not create {spec.name}: {_explain(exc)}") from exc
-        container_id = created["Id"]
-        if spec.ssh_keys and not keys_at:
-            docker_ssh.put_ssh_keys(api, container_id, spec.ssh_keys)
         try:
-            api.start(container_id)
+            api.start(created["Id"])
         except docker.errors.DockerException as exc:
             raise EngineError(f"docker could not start {spec.name}: {_explain(exc)}") from exc
 

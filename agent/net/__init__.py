@@ -24,6 +24,14 @@ log = logging.getLogger(__name__)
 FIRST_GUEST = 10  # .1 is the bridge (gateway / name server); .2-.9 left free
 # One change to the host's networks at a time in this process (two creates in one new env make it once).
 _lock = threading.RLock()
+# Networks made whole by this process and not removed since: the env's further VMs skip the checks (a docker
+# lookup and six iptables calls under _lock, which four creates at once waited for in turn). Reconcile's sweep
+# checks again; a failed create forgets its network, so the next create checks too.
+_made: set[tuple] = set()
+
+
+def _key(network: str, engine: str) -> tuple:
+    return (str(conf.data_dir()), conf.host_id(), network, engine)  # one process may serve several (tests)
 
 
 def state_root() -> Path:
@@ -63,15 +71,24 @@ def _taken() -> list[ipaddress.IPv4Network]:
 # --------------------------------------------------------------------------------------------- making
 
 
-def ensure(network: str, engine: str) -> None:
-    """The network's host objects for `engine`, each made when missing (idempotent, cheap when all exist)."""
-    if not network:
+def ensure(network: str, engine: str, *, check: bool = False) -> None:
+    """The network's host objects for `engine`, each made when missing (idempotent). Without `check`, a
+    network this process made already is taken as it is."""
+    if not network or (not check and _key(network, engine) in _made):
         return
     with _lock:
+        if not check and _key(network, engine) in _made:
+            return
         if engine == "docker":
             _ensure_docker(network)
         elif engine == "qemu":
             _qemu(network).ensure(_taken())
+        _made.add(_key(network, engine))
+
+
+def forget(network: str, engine: str) -> None:
+    """The next `ensure` of the network checks its host objects again (after a create that failed)."""
+    _made.discard(_key(network, engine))
 
 
 def _ensure_docker(network: str) -> None:
@@ -158,6 +175,7 @@ def release(vm) -> None:
 
 
 def remove(network: str, engine: str) -> None:
+    forget(network, engine)
     host_id = conf.host_id()
     if engine == "qemu":
         _qemu(network).remove()
@@ -198,7 +216,7 @@ def sweep(engine: str) -> dict:
         remove(network, engine)
     _remove_unknown_chains(host_id)
     for network in sorted(wanted):
-        ensure(network, engine)
+        ensure(network, engine, check=True)
         if engine == "qemu":
             publish_names(network)
     return {"removed": removed, "kept": sorted(wanted)}

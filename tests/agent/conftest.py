@@ -19,13 +19,14 @@ def docker_client():
 
 
 def remove_containers_of(host_id: str) -> None:
-    """Every container labelled for this agent (all states)."""
+    """Every container labelled for this agent (all states): its guests and their network holders."""
     if not host_id:
         return
     client = docker_client()
-    for container in client.containers.list(all=True, filters={"label": [f"ttstack.host_id={host_id}"]}):
-        with contextlib.suppress(Exception):
-            container.remove(force=True, v=True)
+    for label in (f"ttstack.host_id={host_id}", f"ttstack.netns.host_id={host_id}"):
+        for container in client.containers.list(all=True, filters={"label": [label]}):
+            with contextlib.suppress(Exception):
+                container.remove(force=True, v=True)
 
 
 def containers_of(host_id: str) -> list:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.agent.conftest import TINY, containers_of, docker_client
 from tests.conftest import require, wait_for
+from tests.fleet.helpers import ssh_key
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -83,6 +84,30 @@ def test_create_serves_http_stop_start_delete(agent_server):
         assert c.delete("/api/vms/web-1").json()["detail"]
         assert containers_of(host_id_of(agent)) == []
         assert c.get("/api/vms").json() == []
+
+
+def test_env_keys_reach_a_container_without_sshd(agent_server):
+    """An image that declares no sshd (tiny) still gets the env's keys at /root/.ssh/authorized_keys, from a
+    0600 file of the VM's work dir, and they are there again after a stop and a start."""
+    agent = agent_server()
+    keys = [ssh_key("alice@laptop"), ssh_key("bob")]
+    with agent.client() as c:
+        assert create(c, id="keys-1", ssh_keys=keys).status_code == 201
+        (container,) = containers_of(host_id_of(agent))
+
+        def authorized_keys() -> str:
+            code, out = container.exec_run(["cat", "/root/.ssh/authorized_keys"])
+            assert code == 0, out
+            return out.decode()
+
+        assert authorized_keys().splitlines() == keys
+        keys_file = agent.data_dir / "vms" / "keys-1" / "authorized_keys"
+        assert keys_file.stat().st_mode & 0o777 == 0o600
+        assert c.post("/api/vms/keys-1/stop").json()["state"] == "stopped"
+        assert c.post("/api/vms/keys-1/start").json()["state"] == "running"
+        assert authorized_keys().splitlines() == keys
+        assert c.delete("/api/vms/keys-1").status_code == 204
+        assert not keys_file.parent.exists()
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):
