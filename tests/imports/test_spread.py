@@ -100,3 +100,40 @@ def test_spread_host_to_host_with_progress_retries_a_cut_and_fails_clean(
         assert task["result"]["hosts"][str(target_ids[0])]["state"] == "failed"
         assert image_files(targets[0].data_dir / "images", "doomed") == []
         assert list(hosts_having(c, "doomed")) == [source_id]
+
+
+def test_a_source_killed_mid_copy_fails_the_spread_by_name_and_leaves_no_partial_image(
+        role_server, agent_server, file_server, faulty_link):  # noqa: F811
+    """The source agent dies (SIGKILL) while a target downloads from it: the target's resumes and the
+    controller's second import (a new ticket) find nobody, the task fails naming the target and why, and the
+    target keeps nothing of the image."""
+    root, base = file_server
+    image = random_file(root / "big.raw", 8 * MIB)
+    with ThreadPoolExecutor(3) as pool:
+        controller_started = pool.submit(role_server, "controller")
+        source, target = pool.map(lambda _: agent_server(), range(2))
+        controller = controller_started.result()
+    with source.client() as c:
+        r = c.post("/api/images", json={"name": "big", "url": f"{base}/big.raw", "sha256": sha256(image)})
+        assert wait_task(c, r.json()["task"])["status"] == "completed"
+    link = faulty_link(source.addr)
+    with controller.client() as c:
+        source_id, target_id = (c.post("/api/hosts", json={"addr": addr, "api_key": agent.api_key}).json()["id"]
+                                for addr, agent in ((link.addr, source), (target.addr, target)))
+        wait_for(lambda: hosts_having(c, "big").get(source_id), message="the source's image listed")
+        link.rate = MIB  # 8 s for the copy: time to kill the source in the middle
+        task_id = c.post("/api/images", json={"name": "big", "source_host": source_id}).json()["task"]
+
+        def copying() -> bool:
+            hosts = (c.get(f"/api/tasks/{task_id}").json().get("result") or {}).get("hosts") or {}
+            return (hosts.get(str(target_id)) or {}).get("bytes", 0) >= MIB
+
+        wait_for(copying, timeout=60, message="the target halfway through the copy")
+        source.kill()
+        task = wait_task(c, task_id)
+        assert task["status"] == "failed", task
+        assert target.addr in task["error"] and "not on 1 of 1 host" in task["error"], task["error"]
+        assert task["result"]["hosts"][str(target_id)]["state"] == "failed"
+    assert image_files(target.data_dir / "images", "big") == []
+    with target.client() as t:
+        assert not any(i["name"] == "big" for i in t.get("/api/images").json())
