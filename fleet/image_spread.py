@@ -30,7 +30,7 @@ from .models import Host
 
 ACTION = "fleet.image_spread"
 IMPORT_ATTEMPTS = 2  # imports started per host; each one already resumes after cuts
-POLL = 0.2  # seconds between two reads of an agent's import task (its end is seen that much late at most)
+POLL = 0.1  # seconds between two reads of an agent's import task (its end is seen that much late at most)
 POLL_ERRORS = 5  # consecutive failed reads of the agent's task before the host counts as failed
 
 
