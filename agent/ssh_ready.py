@@ -1,9 +1,10 @@
 """Ready means ready: a VM with guest port 22 is `ssh.ready` once its published port sends an SSH banner and
-`ssh-keyscan` gets its host keys from it.
+`ssh-keyscan` gets a host key from it.
 
 A connect alone proves nothing (ttproject.sshkeys.sends_banner says why): the check reads the banner
-("SSH-2.0-..."), then scans the keys, whose SHA256 fingerprints (as `ssh-keygen -l` prints them) are kept on
-the record for the client to pin.
+("SSH-2.0-..."), then scans the key types in turn; the first key found makes the VM ready, and the other
+types' keys are scanned and added just after. Their SHA256 fingerprints (as `ssh-keygen -l` prints them)
+are kept on the record for the client to pin.
 
 One daemon thread per VM, started after a create or a start (and again by `ensure_watching` when a listed VM
 is running, not ready and unwatched: after a restart of the agent). It checks every CHECK_INTERVAL seconds
@@ -22,7 +23,7 @@ from django.db import connections
 from django.utils import timezone
 
 from agent.models import Vm, VmState
-from ttproject.sshkeys import UNSPECIFIED_ADDRS, fingerprint, keyscan, keyscan_keys, sends_banner
+from ttproject.sshkeys import KEY_TYPES, UNSPECIFIED_ADDRS, fingerprint, keyscan, keyscan_keys, sends_banner
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +47,39 @@ def endpoint(vm: Vm) -> tuple[str, int] | None:
     return (connect_addr(vm.publish_addr), int(port)) if port else None
 
 
-def host_key_fingerprints(host: str, port: int) -> list[str]:
-    """Fingerprints of the host keys offered on host:port (empty when none came)."""
+def host_key_fingerprints(host: str, port: int, kinds: tuple[str, ...] = KEY_TYPES) -> list[str]:
+    """Fingerprints of the host keys of `kinds` offered on host:port (empty when none came)."""
     try:
-        scan = keyscan(host, port, KEYSCAN_TIMEOUT)
+        scan = keyscan(host, port, KEYSCAN_TIMEOUT, kinds)
     except OSError as exc:
         log.info("ssh-keyscan %s:%s: %s", host, port, exc)
         return []
     return sorted({fingerprint(blob) for _kind, blob in keyscan_keys(scan.output)})
 
 
-def check_once(vm: Vm) -> list[str]:
-    """The host key fingerprints when the VM answers SSH now, else []."""
+def check_once(vm: Vm) -> tuple[list[str], tuple[str, ...]]:
+    """(fingerprints, key types not scanned yet) when the VM answers SSH now, else ([], ()). The first type
+    that yields a key makes it ready: each scan is a key exchange, about 0.7 s apiece in a TCG guest, and
+    the client pins whichever keys are listed when it connects."""
     where = endpoint(vm)
     if where is None or not sends_banner(*where):
-        return []
-    return host_key_fingerprints(*where)
+        return [], ()
+    for i, kind in enumerate(KEY_TYPES):
+        prints = host_key_fingerprints(*where, (kind,))
+        if prints:
+            return prints, KEY_TYPES[i + 1:]
+    return [], ()
+
+
+def _add_other_keys(vm_id: str, prints: list[str], kinds: tuple[str, ...]) -> None:
+    """The fingerprints of the remaining key types added to a ready VM's."""
+    vm = Vm.objects.filter(pk=vm_id).first()
+    where = endpoint(vm) if vm is not None else None
+    if where is None or not kinds:
+        return
+    more = host_key_fingerprints(*where, kinds)
+    if more:
+        Vm.objects.filter(pk=vm_id, ssh_ready=True).update(host_key_fingerprints=sorted(set(prints) | set(more)))
 
 
 def not_ready(vm: Vm) -> None:
@@ -99,12 +117,13 @@ def _run(vm_id: str) -> None:
             vm = Vm.objects.filter(pk=vm_id, state=VmState.RUNNING).first()
             if vm is None or vm.ssh_ready:
                 return
-            prints = check_once(vm)
+            prints, rest = check_once(vm)
             if prints:
                 # conditional: a stop meanwhile leaves the record not ready
                 Vm.objects.filter(pk=vm_id, state=VmState.RUNNING).update(
                     ssh_ready=True, ssh_ready_at=timezone.now(), host_key_fingerprints=prints)
                 log.info("VM %s answers SSH (%s)", vm_id, ", ".join(prints))
+                _add_other_keys(vm_id, prints, rest)
                 return
             time.sleep(CHECK_INTERVAL)
         log.warning("VM %s sent no SSH banner within %s s", vm_id, settings.SSH_READY_TIMEOUT)

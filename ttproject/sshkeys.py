@@ -26,10 +26,10 @@ class Scan:
     errors: str  # what ssh-keyscan wrote to stderr
 
 
-def keyscan(host: str, port: int, timeout: float) -> Scan:
-    """The host keys offered on host:port, by ssh-keyscan (each type waited for up to `timeout` s)."""
+def keyscan(host: str, port: int, timeout: float, kinds: tuple[str, ...] = KEY_TYPES) -> Scan:
+    """The host keys of `kinds` offered on host:port, by ssh-keyscan (each type waited for up to `timeout` s)."""
     output, errors = [], []
-    for kind in KEY_TYPES:
+    for kind in kinds:
         try:
             scan = subprocess.run(["ssh-keyscan", "-t", kind, "-T", str(int(timeout)), "-p", str(port), host],
                                   capture_output=True, text=True, timeout=timeout * 3)
