@@ -71,15 +71,11 @@ def check_once(vm: Vm) -> tuple[list[str], tuple[str, ...]]:
     return [], ()
 
 
-def _add_other_keys(vm_id: str, prints: list[str], kinds: tuple[str, ...]) -> None:
+def _add_other_keys(vm: Vm, prints: list[str], kinds: tuple[str, ...]) -> None:
     """The fingerprints of the remaining key types added to a ready VM's."""
-    vm = Vm.objects.filter(pk=vm_id).first()
-    where = endpoint(vm) if vm is not None else None
-    if where is None or not kinds:
-        return
-    more = host_key_fingerprints(*where, kinds)
+    more = host_key_fingerprints(*endpoint(vm), kinds) if kinds else []
     if more:
-        Vm.objects.filter(pk=vm_id, ssh_ready=True).update(host_key_fingerprints=sorted(set(prints) | set(more)))
+        Vm.objects.filter(pk=vm.pk, ssh_ready=True).update(host_key_fingerprints=sorted(set(prints) | set(more)))
 
 
 def not_ready(vm: Vm) -> None:
@@ -123,7 +119,7 @@ def _run(vm_id: str) -> None:
                 Vm.objects.filter(pk=vm_id, state=VmState.RUNNING).update(
                     ssh_ready=True, ssh_ready_at=timezone.now(), host_key_fingerprints=prints)
                 log.info("VM %s answers SSH (%s)", vm_id, ", ".join(prints))
-                _add_other_keys(vm_id, prints, rest)
+                _add_other_keys(vm, prints, rest)
                 return
             time.sleep(CHECK_INTERVAL)
         log.warning("VM %s sent no SSH banner within %s s", vm_id, settings.SSH_READY_TIMEOUT)

@@ -42,15 +42,10 @@ def _url(host: Host, path: str) -> str:
     return f"{host.addr if '://' in host.addr else 'http://' + host.addr}{path}"
 
 
-def check_image_name(name: str) -> str:
-    """A disk image name or a docker reference, with its tag (agent.image_names); Invalid (400) otherwise."""
-    return check_any(name)
-
-
 def start_spread(data: dict):
     """Check name, hosts and source, then submit the task; Invalid/NotFound/Refused before anything starts.
     The job may run again (a worker that died): hosts that got the image meanwhile are then `present`."""
-    name = check_image_name(data["name"])
+    name = check_any(data["name"])  # Invalid (400) unless a disk name or docker reference
     source = None
     if data.get("source_host") is not None:
         source = Host.objects.filter(pk=data["source_host"]).first()
@@ -195,7 +190,7 @@ def delete_everywhere(name: str, host_ids: list[int] | None) -> dict:
     is touched, while a live VM of this controller uses it there; the agents refuse too (their own VMs)."""
     from .models import Vm
 
-    name = check_image_name(name)
+    name = check_any(name)
     hosts = list(Host.objects.filter(pk__in=host_ids) if host_ids else
                  [h for h in Host.objects.order_by("id") if _has(h, name)])
     if host_ids and len(hosts) != len(set(host_ids)):

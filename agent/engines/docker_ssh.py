@@ -12,12 +12,9 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from agent.engines.base import EngineError, GuestSpec, Image
-
-log = logging.getLogger(__name__)
 
 SSH_PORT_LABEL = "io.ttstack.ssh-port"
 SSH_KEYS_LABEL = "io.ttstack.ssh-keys"
