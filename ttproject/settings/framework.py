@@ -139,6 +139,7 @@ if env["QUEUE"] == "redis" and REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["broker_class"] = "ttproject.tasks.wakeup.WakeableORM"  # the ORM broker, woken on enqueue
 
 # --- REST framework ------------------------------------------------------------------------------
 _AUTH_BY_ROLE = {
