@@ -59,7 +59,8 @@ def wake_all() -> int:
 
 class Waiter:
     """The pusher's end: a socket bound at DATA_DIR/wake/<pid> (its `sock` None when it cannot be made).
-    A pusher that dies leaves its socket file behind; the next wake_all() removes it."""
+    A pusher that stops leaves its socket file behind (django-q2 gives it no hook to clean up, and a killed
+    one could not anyway); the next wake_all() finds nobody reading it and removes it."""
 
     def __init__(self):
         self.path = socket_dir() / str(os.getpid())
