@@ -3,12 +3,18 @@
 Uniqueness is the database's job (PortAllocation.host_port is unique); the bind probe keeps away from
 ports something else on the host already uses. Candidates are tried from a random point of the range so
 two agents on one machine (each with its own database) rarely reach for the same port at once.
+
+Ports of the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by default) come last:
+the probe cannot see the future, and any outgoing connection made between the probe and the engine's bind
+may be given the same port, failing the guest's start with "address already in use".
 """
 
 from __future__ import annotations
 
 import random
 import socket
+from collections.abc import Iterator
+from pathlib import Path
 
 from django.db import IntegrityError, transaction
 
@@ -38,20 +44,41 @@ def port_is_free(port: int, addr: str) -> bool:
     return True
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def ephemeral_range() -> range:
+    """The ports the kernel gives outgoing connections (empty where it does not say)."""
+    try:
+        low, high = (int(part) for part in EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return range(0)
+    return range(low, high + 1)
+
+
+def candidates(low: int, high: int) -> Iterator[int]:
+    """The range's ports in the order they are tried: from a random point, the ephemeral ones last."""
+    span = high - low + 1
+    start = random.randrange(span)  # noqa: S311 - not security relevant
+    ephemeral = ephemeral_range()
+    for last in (False, True):
+        for offset in range(span):
+            port = low + (start + offset) % span
+            if (port in ephemeral) == last:
+                yield port
+
+
 def allocate(vm: Vm, guest_ports: list[int], addr: str) -> dict[int, int]:
     """Give each guest port a host port; rows are written in the caller's transaction."""
     low, high = conf.port_range()
     taken = set(PortAllocation.objects.values_list("host_port", flat=True))
-    span = high - low + 1
-    start = random.randrange(span)  # noqa: S311 - not security relevant
+    tries = candidates(low, high)
     result: dict[int, int] = {}
-    offset = 0
     for guest in guest_ports:
         while True:
-            if offset >= span:
+            port = next(tries, None)
+            if port is None:
                 raise NoFreePort(f"no free host port left in {low}-{high}")
-            port = low + (start + offset) % span
-            offset += 1
             if port in taken or not port_is_free(port, addr):
                 continue
             try:

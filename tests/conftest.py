@@ -174,9 +174,20 @@ class RoleServer:
         return self.start()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so fixtures can tell at teardown that the test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def role_server(tmp_path_factory):
-    """Factory: role_server("agent", api_key="k", env={...}, args=[...]) -> started RoleServer."""
+def role_server(request, tmp_path_factory):
+    """Factory: role_server("agent", api_key="k", env={...}, args=[...]) -> started RoleServer.
+
+    When the test fails, the end of each server's log goes into the report (a failed task in CI says
+    why only there)."""
     servers: list[RoleServer] = []
 
     def start(role: str, *, api_key: str | None = "test-key", env: dict | None = None,
@@ -195,6 +206,10 @@ def role_server(tmp_path_factory):
     yield start
     for server in servers:
         server.stop()
+    call = getattr(request.node, "report_call", None)
+    if call is not None and call.failed:
+        for server in servers:
+            call.sections.append((f"ttstack {server.role} log ({server.addr})", server.log()[-3000:]))
 
 
 @pytest.fixture

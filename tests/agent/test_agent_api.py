@@ -214,6 +214,20 @@ def test_ports_probe_unique_and_release(settings):
         assert set(ports.allocate(b, [81], "127.0.0.1").values()) <= set(got_a.values())
 
 
+def test_ports_outside_the_kernels_ephemeral_range_come_first(settings, tmp_path, monkeypatch):
+    """An outgoing connection may be given an ephemeral port between the probe and the guest's bind: guests
+    get the range's other ports while any are left, the ephemeral ones after."""
+    fake = tmp_path / "ip_local_port_range"
+    fake.write_text("20010\t20099\n")
+    monkeypatch.setattr(ports, "EPHEMERAL_RANGE_FILE", fake)
+    settings.AGENT_PORT_RANGE = (20000, 20099)
+    vm = Vm.objects.create(id="a", image="x", engine="docker", cpu=1, mem=1, disk=1, hostname="a")
+    first = ports.allocate(vm, list(range(1, 11)), "127.0.0.1")
+    assert sorted(first.values()) == list(range(20000, 20010))
+    [then] = ports.allocate(vm, [11], "127.0.0.1").values()
+    assert 20010 <= then <= 20099
+
+
 def test_failed_qemu_create_removes_overlay_and_seed(client, agent_env, monkeypatch):
     """A failure after the disk and seed exist: overlay, seed, work dir and ports are all removed."""
     require("libvirt")

@@ -59,6 +59,13 @@ def wait_task(client, task_id, timeout=60):
     return wait_for(done, timeout=timeout, message=f"task {task_id}")
 
 
+def completed(client, task_id, timeout=60) -> dict:
+    """Wait for the task and assert it completed; a failed one shows its error."""
+    task = wait_task(client, task_id, timeout)
+    assert task["status"] == "completed", f"task {task_id} failed: {task.get('error')!r}"
+    return task
+
+
 def env_request(env_id, n=1, cpu=1, **extra):
     vm = {"image": IMAGE, "engine": "docker", "cpu": cpu, "mem": 64, "disk": 64, "ports": [80]}
     vm.update(extra)
@@ -117,7 +124,7 @@ def test_seed_examples(fleet, env_ids, docker_client):
 
         r = c.delete(f"/api/envs/{env_id}")
         assert r.status_code == 202
-        assert wait_task(c, r.json()["task"])["status"] == "completed"
+        completed(c, r.json()["task"])
         assert c.get(f"/api/envs/{env_id}").status_code == 404
         assert containers(docker_client, env_id) == []
         assert c.delete(f"/api/hosts/{host_id}").status_code == 204
@@ -133,7 +140,7 @@ def test_env_across_both_hosts_stop_start_delete(fleet, env_ids, docker_client):
     with ctl.client() as c:
         r = c.post("/api/envs", json=env_request(env_id, n=4))
         assert r.status_code == 202, r.text
-        assert wait_task(c, r.json()["task"])["status"] == "completed"
+        completed(c, r.json()["task"])
         env = c.get(f"/api/envs/{env_id}").json()
         assert env["state"] == "active"
         assert len({vm["host"] for vm in env["vms"]}) == 2, "the VMs should land on both hosts"
@@ -147,19 +154,19 @@ def test_env_across_both_hosts_stop_start_delete(fleet, env_ids, docker_client):
 
         r = c.post(f"/api/envs/{env_id}/stop")
         assert r.status_code == 202 and r.json()["state"] == "stopping"
-        assert wait_task(c, r.json()["task"])["status"] == "completed"
+        completed(c, r.json()["task"])
         env = c.get(f"/api/envs/{env_id}").json()
         assert env["state"] == "stopped" and {vm["state"] for vm in env["vms"]} == {"stopped"}
         assert {ct.status for ct in containers(docker_client, env_id)} == {"exited"}
 
         r = c.post(f"/api/envs/{env_id}/start")
-        assert wait_task(c, r.json()["task"])["status"] == "completed"
+        completed(c, r.json()["task"])
         env = c.get(f"/api/envs/{env_id}").json()
         assert env["state"] == "active" and {vm["state"] for vm in env["vms"]} == {"running"}
         assert {ct.status for ct in containers(docker_client, env_id)} == {"running"}
 
         r = c.delete(f"/api/envs/{env_id}")
-        assert wait_task(c, r.json()["task"])["status"] == "completed"
+        completed(c, r.json()["task"])
         assert c.get(f"/api/envs/{env_id}").status_code == 404
         assert containers(docker_client, env_id) == []
         # delete again: the environment is gone -> 404, nothing else happens
@@ -192,7 +199,7 @@ def test_agent_killed_during_create_fails_env_and_leaves_nothing(fleet, env_ids,
                  message="no container of the env left after the agent returned")
         # and the controller knows: every VM confirmed gone, the env stays failed until deleted
         r = c.delete(f"/api/envs/{env_id}")
-        assert wait_task(c, r.json()["task"])["status"] == "completed"
+        completed(c, r.json()["task"])
         assert c.get(f"/api/envs/{env_id}").status_code == 404
 
 
@@ -215,7 +222,7 @@ def test_concurrent_creates_on_postgres_never_overcommit(fleet, env_ids, docker_
         assert len(accepted) == min(20, capacity), codes
         assert all("not enough capacity" in r.json()["detail"] for r in replies if r.status_code == 422)
         for env in accepted:
-            assert wait_task(c, env["task"], timeout=120)["status"] == "completed"
+            completed(c, env["task"], timeout=120)
         for h in c.get("/api/hosts").json():
             assert h["reserved"]["cpu"] <= h["resources"]["cpu_total"]
         for agent in agents:
@@ -226,7 +233,7 @@ def test_concurrent_creates_on_postgres_never_overcommit(fleet, env_ids, docker_
         assert running == len(accepted)
         tasks = [c.delete(f"/api/envs/{env['id']}").json()["task"] for env in accepted]
         for task in tasks:
-            assert wait_task(c, task)["status"] == "completed"
+            completed(c, task)
 
 
 def test_lifetime_expiry_destroys_env_and_containers(fleet, env_ids, docker_client):
@@ -250,7 +257,7 @@ def test_expiry_survives_a_controller_restart(fleet, env_ids, docker_client):
         body = env_request(env_id, n=1)
         body["lifetime"] = 6
         r = c.post("/api/envs", json=body)
-        assert wait_task(c, r.json()["task"])["status"] == "completed"
+        completed(c, r.json()["task"])
     ctl.kill()
     time.sleep(6)  # the deadline passes while no controller runs
     ctl.start()
@@ -276,5 +283,5 @@ def test_controller_killed_during_create_resumes(fleet, env_ids, docker_client):
         assert env["state"] == "active" and {vm["state"] for vm in env["vms"]} == {"running"}
         assert len(containers(docker_client, env_id)) == 4
         r = c.delete(f"/api/envs/{env_id}")
-        assert wait_task(c, r.json()["task"])["status"] == "completed"
+        completed(c, r.json()["task"])
         assert containers(docker_client, env_id) == []
