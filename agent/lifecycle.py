@@ -36,6 +36,7 @@ from ttproject.vocabulary import MAX_PORTS_PER_VM, VM_ENGINES
 log = logging.getLogger(__name__)
 
 SEED_NAME = "seed.iso"
+PORT_ATTEMPTS = 3  # creates of a guest whose host port another process took first
 # Parameters that make two creates of the same id "the same request".
 IDENTITY_FIELDS = ("image", "engine", "cpu", "mem", "disk", "ports", "deny_outgoing", "hostname", "ssh_keys",
                    "controller", "network")
@@ -145,7 +146,7 @@ def _bring_up(vm: Vm, engine: Engine, image: Image) -> CreateResult:
                                         network_config=_seed_network(vm))
             vm.seed_path = str(spec.seed_path)
             vm.save(update_fields=["disk_path", "seed_path", "updated_at"])
-        engine.create(spec)
+        _create_guest(vm, engine, spec)
     except Exception as exc:
         expected = isinstance(exc, (errors.DomainError, ValueError, RuntimeError))
         message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
@@ -163,6 +164,21 @@ def _bring_up(vm: Vm, engine: Engine, image: Image) -> CreateResult:
     vm.save(update_fields=["state", "ip", "updated_at"])
     ssh_ready.watch(vm)
     return CreateResult(vm, created=True)
+
+
+def _create_guest(vm: Vm, engine: Engine, spec: GuestSpec) -> None:
+    """engine.create; when a host port was taken between its probe and the guest's start, the guest made
+    is removed and tried again on new ports (PORT_ATTEMPTS in all)."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        try:
+            engine.create(spec)
+            return
+        except EngineError as exc:
+            if attempt == PORT_ATTEMPTS or not ports.taken_meanwhile(exc):
+                raise
+            log.info("create %s: %s; trying again on new host ports", vm.id, exc)
+            engine.destroy(spec)
+            spec.port_map = {int(g): h for g, h in ports.reallocate(vm).items()}
 
 
 def _join_network(vm: Vm, spec: GuestSpec) -> None:

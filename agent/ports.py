@@ -6,7 +6,9 @@ two agents on one machine (each with its own database) rarely reach for the same
 
 Ports of the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by default) come last:
 the probe cannot see the future, and any outgoing connection made between the probe and the engine's bind
-may be given the same port, failing the guest's start with "address already in use".
+may be given the same port, failing the guest's start with "address already in use". Either race
+(another agent's guest, an outgoing connection) can still happen: agent/lifecycle.py then gives the VM
+new ports and starts it again (`reallocate`).
 """
 
 from __future__ import annotations
@@ -56,16 +58,32 @@ def ephemeral_range() -> range:
     return range(low, high + 1)
 
 
+def _rotated(ports: list[range]) -> Iterator[int]:
+    """Every port of `ports` once, from a random one onwards (wrapping around)."""
+    total = sum(len(r) for r in ports)
+    if not total:
+        return
+    skip = random.randrange(total)  # noqa: S311 - not security relevant
+    for step in range(total):
+        index = (skip + step) % total
+        for part in ports:
+            if index < len(part):
+                yield part[index]
+                break
+            index -= len(part)
+
+
 def candidates(low: int, high: int) -> Iterator[int]:
-    """The range's ports in the order they are tried: from a random point, the ephemeral ones last."""
-    span = high - low + 1
-    start = random.randrange(span)  # noqa: S311 - not security relevant
+    """The range's ports in the order they are tried: the ones outside the ephemeral range from a random
+    one of them, then the ephemeral ones from a random one (each part uniformly, so that two agents of one
+    machine rarely start at the same port)."""
     ephemeral = ephemeral_range()
-    for last in (False, True):
-        for offset in range(span):
-            port = low + (start + offset) % span
-            if (port in ephemeral) == last:
-                yield port
+    inner = range(max(low, ephemeral.start), min(high, ephemeral.stop - 1) + 1) if ephemeral else range(0)
+    if not inner:
+        yield from _rotated([range(low, high + 1)])
+        return
+    yield from _rotated([range(low, inner.start), range(inner.stop, high + 1)])
+    yield from _rotated([inner])
 
 
 def allocate(vm: Vm, guest_ports: list[int], addr: str) -> dict[int, int]:
@@ -91,6 +109,24 @@ def allocate(vm: Vm, guest_ports: list[int], addr: str) -> dict[int, int]:
             result[guest] = port
             break
     return result
+
+
+TAKEN_MESSAGES = ("port is already allocated", "address already in use")
+
+
+def taken_meanwhile(error: Exception) -> bool:
+    """Whether a guest failed to start because one of its host ports was taken after the probe."""
+    return any(text in str(error).lower() for text in TAKEN_MESSAGES)
+
+
+def reallocate(vm: Vm) -> dict[str, int]:
+    """New host ports for the VM's guest ports (the old ones released first: the probe skips a port that
+    is now really in use); saved in vm.port_map."""
+    with transaction.atomic():
+        release(vm.id)
+        vm.port_map = {str(g): h for g, h in sorted(allocate(vm, list(vm.ports), vm.publish_addr).items())}
+        vm.save(update_fields=["port_map", "updated_at"])
+    return vm.port_map
 
 
 def release(vm_id: str) -> None:

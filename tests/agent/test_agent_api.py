@@ -216,16 +216,53 @@ def test_ports_probe_unique_and_release(settings):
 
 def test_ports_outside_the_kernels_ephemeral_range_come_first(settings, tmp_path, monkeypatch):
     """An outgoing connection may be given an ephemeral port between the probe and the guest's bind: guests
-    get the range's other ports while any are left, the ephemeral ones after."""
+    get the range's other ports while any are left, the ephemeral ones after; each part from a random port
+    of its own (two agents of one machine starting at the same port race for it)."""
     fake = tmp_path / "ip_local_port_range"
-    fake.write_text("20010\t20099\n")
+    fake.write_text("20010\t20089\n")
     monkeypatch.setattr(ports, "EPHEMERAL_RANGE_FILE", fake)
+    outside = set(range(20000, 20010)) | set(range(20090, 20100))
+    firsts = {next(ports.candidates(20000, 20099)) for _ in range(60)}
+    assert firsts <= outside and len(firsts) >= 8
+    order = list(ports.candidates(20000, 20099))
+    assert sorted(order) == list(range(20000, 20100))
+    assert set(order[:20]) == outside
+
     settings.AGENT_PORT_RANGE = (20000, 20099)
     vm = Vm.objects.create(id="a", image="x", engine="docker", cpu=1, mem=1, disk=1, hostname="a")
-    first = ports.allocate(vm, list(range(1, 11)), "127.0.0.1")
-    assert sorted(first.values()) == list(range(20000, 20010))
-    [then] = ports.allocate(vm, [11], "127.0.0.1").values()
-    assert 20010 <= then <= 20099
+    first = ports.allocate(vm, list(range(1, 21)), "127.0.0.1")
+    assert set(first.values()) == outside
+    [then] = ports.allocate(vm, [21], "127.0.0.1").values()
+    assert 20010 <= then <= 20089
+
+
+def test_a_host_port_taken_after_its_probe_gets_the_guest_new_ports(client, docker_tiny, settings, monkeypatch):
+    """Another process binds the probed port before docker does (another agent's guest on this machine, an
+    outgoing connection): the guest comes up on another port, nothing of the failed start is left."""
+    with socket.socket() as thief:
+        thief.bind(("127.0.0.1", 0))
+        thief.listen()
+        stolen = thief.getsockname()[1]
+        settings.AGENT_PORT_RANGE = (stolen, min(stolen + 50, 65535))
+        monkeypatch.setattr(ports.random, "randrange", lambda _n: 0)  # the range's first port is tried first
+        probe, lied = ports.port_is_free, []
+
+        def free_at_probe_time(port, addr):  # the thief binds it after the probe, once
+            if port == stolen and not lied:
+                lied.append(port)
+                return True
+            return probe(port, addr)
+
+        monkeypatch.setattr(ports, "port_is_free", free_at_probe_time)
+        reply = post(client, {"id": "web", "image": TINY, "engine": "docker", "ports": [80], "mem": 64})
+        assert reply.status_code == 201, reply.text
+        host_port = reply.json()["port_map"]["80"]
+        assert lied and host_port != stolen
+        [container] = containers_of(conf.host_id())
+        assert container.attrs["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"] == str(host_port)
+        assert list(PortAllocation.objects.values_list("host_port", flat=True)) == [host_port]
+    assert client.delete("/api/vms/web").status_code == 204
+    nothing_left()
 
 
 def test_failed_qemu_create_removes_overlay_and_seed(client, agent_env, monkeypatch):
