@@ -111,7 +111,7 @@ def allocate(vm: Vm, guest_ports: list[int], addr: str) -> dict[int, int]:
     return result
 
 
-TAKEN_MESSAGES = ("port is already allocated", "address already in use")
+TAKEN_MESSAGES = ("port is already allocated", "address already in use")  # docker's words for the two races
 
 
 def taken_meanwhile(error: Exception) -> bool:
