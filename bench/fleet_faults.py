@@ -201,16 +201,18 @@ def _pickup(ctl, task_id: str) -> float:
 
 
 def _follow(ctl, task_id: str) -> dict:
-    """The task's last state, from its WebSocket (as `ttstack env create` follows it): polling the env's
-    GET every 0.1 s instead took ~0.2 s of CPU per create from the two cores the daemons need."""
-    import json
+    """The task's last state, followed as `ttstack env create` follows it (ttproject.cli.watch: its
+    WebSocket): polling the env's GET every 0.1 s instead took ~0.2 s of CPU per create from the two cores
+    the daemons need."""
+    from ttproject.cli.api import Api
+    from ttproject.cli.config import Target
+    from ttproject.cli.watch import task_states
 
-    from websockets.sync.client import connect
-
-    with connect(f"ws://{ctl.addr}/ws/tasks/{task_id}?token={KEY}", open_timeout=10) as ws:
-        while (task := json.loads(ws.recv(timeout=120)))["status"] not in ("completed", "failed"):
-            pass
-    return task
+    api = Api(Target(ctl.url, KEY, "bench"))
+    try:
+        return [task for task in task_states(api, task_id) if task is not None][-1]
+    finally:
+        api.close()
 
 
 AGENT_CALL = re.compile(r"^VM \S+ on \S+: \w+ .* \((\d+\.\d+) s\)$")  # fleet/jobs.py's line per VM
