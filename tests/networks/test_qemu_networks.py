@@ -3,7 +3,13 @@ Linux bridges, iptables, and a test image made from the tiny guest (tests/networ
 
 qemu boots are slow here (TCG on two shared cores): the 50 boots each way for the first packet run in waves
 of WAVE guests at once; 4 guests for the environments (whose agent is then killed and restarted for the
-clean-up check)."""
+clean-up check).
+
+Under TCG a guest now and then never reaches its init (once in about 500 boots in CI: 9 of its wave had
+answered SSH 30 s after their create, the tenth sent nothing in 10 min). Such a guest says nothing about the
+firewall, which is what the first-packet test is for: it is shown (its domain state and console) and replaced
+by a new boot, at most SPARE_BOOTS times per run, so that 50 guests each way do run their boot script. A
+domain that is not running, or more hangs than that, still fail the test."""
 
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ pytestmark = pytest.mark.timeout(1200)
 BOOTS = 50  # per way (with and without deny_outgoing), as many as the docker test's creates in a row
 WAVE = 10  # guests booting at once (each TCG boot is CPU-bound: more at once is no faster on two cores)
 ATTEMPTS = 10  # connection attempts across environments, each direction
+SPARE_BOOTS = 3  # guests that never reached their init, replaced per run (see the module's docstring)
+BOOT_SCRIPT_WAIT = 240  # s for a wave's guests to run their boot script (about 30 s each wave here)
 SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"]
 
@@ -75,20 +83,48 @@ def test_deny_outgoing_holds_from_the_first_packet(qemu_agent, tiny):
     listener = AcceptCounter("127.0.0.1")  # reached through QEMU user networking's 10.0.2.2
     make_image(tiny, qemu_agent.data_dir / "images", "ttw-connect", f"tt.connect=10.0.2.2:{listener.port}")
     with qemu_agent.client(timeout=300) as c, ThreadPoolExecutor(WAVE) as pool:
+        spares = iter(range(SPARE_BOOTS))
         for deny in (True, False):
             before, said = listener.accepted, []
             for wave in range(0, BOOTS, WAVE):
                 ids = list(pool.map(lambda i, deny=deny: create(
                     c, id=f"first-{int(deny)}-{i}", image="ttw-connect", deny_outgoing=deny,
                     network="ttw-first")["id"], range(wave, wave + WAVE)))
-                wait_for(lambda ids=ids: all("connect-out:" in console(qemu_agent, i) for i in ids), timeout=600,
-                         interval=1, message="every guest's boot script to try its connection")
+                while hung := boot_script_not_run(qemu_agent, ids):
+                    for vm_id in hung:
+                        spare = next(spares, None)
+                        assert spare is not None, f"more than {SPARE_BOOTS} guests never ran their boot script"
+                        assert c.delete(f"/api/vms/{vm_id}").status_code == 204
+                        ids.remove(vm_id)
+                        ids.append(create(c, id=f"first-{int(deny)}-spare{spare}", image="ttw-connect",
+                                          deny_outgoing=deny, network="ttw-first")["id"])
                 said += [("connect-out: connected" in console(qemu_agent, i)) for i in ids]
                 assert all(pool.map(lambda i: c.delete(f"/api/vms/{i}").status_code == 204, ids))
             arrived = listener.accepted - before
             print(f"\nqemu, deny_outgoing={deny}: {arrived} of {BOOTS} boot-time connections arrived")
             assert arrived == (0 if deny else BOOTS) and said == [not deny] * BOOTS
     listener.close()
+
+
+def boot_script_not_run(server, ids: list[str]) -> list[str]:
+    """Of `ids`, the guests that have not said `connect-out:` within BOOT_SCRIPT_WAIT s, each shown with its
+    domain state and the end of its console; a domain that is not running fails the test."""
+    try:
+        wait_for(lambda: all("connect-out:" in console(server, i) for i in ids), timeout=BOOT_SCRIPT_WAIT,
+                 interval=1, message="every guest's boot script to try its connection")
+        return []
+    except AssertionError:
+        pass
+    hung = [i for i in ids if "connect-out:" not in console(server, i)]
+    host_id = (server.data_dir / "host_id").read_text().strip()
+    for vm_id in hung:
+        state = subprocess.run(["virsh", "-q", "-c", LIBVIRT_URI, "domstate", f"tt-{host_id[:8]}-{vm_id}"],
+                               capture_output=True, text=True).stdout.strip()
+        tail = "\n    ".join(console(server, vm_id).splitlines()[-12:]) or "(nothing)"
+        print(f"\n{vm_id} did not run its boot script in {BOOT_SCRIPT_WAIT} s; domain {state or 'missing'}; "
+              f"console ends:\n    {tail}")
+        assert state == "running", f"{vm_id}: the agent answered 201 but its domain is {state or 'missing'}"
+    return hung
 
 
 def ssh(vm: dict, key: Path, command: str) -> str:
