@@ -5,8 +5,8 @@ qemu boots are slow here (TCG on two shared cores): the 50 boots each way for th
 of WAVE guests at once; 4 guests for the environments (whose agent is then killed and restarted for the
 clean-up check).
 
-Under TCG a guest now and then never reaches its init (once in about 500 boots in CI: 9 of its wave had
-answered SSH 30 s after their create, the tenth sent nothing in 10 min). Such a guest says nothing about the
+Under TCG a guest may never reach its init: seen once, in a CI run on 2026-12-07, where 9 guests of a wave
+answered SSH 30 s after their create and the tenth sent nothing in 10 min. Such a guest says nothing about the
 firewall, which is what the first-packet test is for: it is shown (its domain state and console) and replaced
 by a new boot, at most SPARE_BOOTS times per run, so that 50 guests each way do run their boot script. A
 domain that is not running, or more hangs than that, still fail the test."""
