@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -77,8 +78,6 @@ class Waiter:
     def wait(self, timeout: float) -> None:
         """Until a wake-up or `timeout`; the wake-ups that piled up meanwhile are all taken."""
         if self.sock is None:
-            import time
-
             time.sleep(timeout)
             return
         self.sock.settimeout(timeout)
